@@ -1,0 +1,1 @@
+"""Data stage: the prompt renderer and chat formats every other stage shares, and (later) dataset tools."""

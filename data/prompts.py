@@ -1,0 +1,107 @@
+"""The one prompt renderer: training, serving and evaluation all build their model input here.
+
+`render_prompt` reproduces the user prompt of the training data (`news_train.jsonl`) byte for byte,
+including its `action_items` line (the answers use `company_names`; the model learned that mapping).
+`prepare_content` reproduces how that data cut an item's content, so a served item looks like a
+trained one. Train/serve skew starts the moment two places build a prompt: don't build one elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import ANALYSIS_KEYS
+
+PROMPT_TEMPLATE = (
+    "Analyze this newsletter item:\n"
+    "\n"
+    "Title: {title}\n"
+    "Content: {content}\n"
+    "\n"
+    "Provide a JSON response with:\n"
+    "- relevance_score (1-10): How relevant is this to tech professionals?\n"
+    "- summary: One-sentence summary\n"
+    "- key_insights: List of main takeaways\n"
+    "- action_items: Recommended next steps"
+)
+
+SINGLE_SENTENCE_LIMIT = 500
+"""Characters kept from content that is one sentence (the training data's longest such item: 393)."""
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+def render_prompt(title: str, content: str) -> str:
+    """The user prompt for one item, exactly as in the training data."""
+    return PROMPT_TEMPLATE.format(title=title, content=content)
+
+
+def prepare_content(content: str, is_sponsored: bool = False) -> tuple[str, bool]:
+    """Cut content the way the training data did; returns (content, was_cut).
+
+    The data kept sponsored items whole, kept one-sentence items whole, and cut every other item
+    to its first sentence (`truncation_method` in the data's metadata).
+    """
+    content = content.strip()
+    if is_sponsored:
+        return content, False
+    match = _SENTENCE_END.search(content)
+    if match and content[match.end() :].strip():
+        return content[: match.end()], True
+    if len(content) > SINGLE_SENTENCE_LIMIT:
+        return content[:SINGLE_SENTENCE_LIMIT].rstrip(), True
+    return content, False
+
+
+def render_answer(analysis: Mapping[str, Any]) -> str:
+    """The assistant answer as the training data writes it: the four keys in order, indent 2."""
+    return json.dumps({key: analysis[key] for key in ANALYSIS_KEYS}, indent=2, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How one model family wraps a single-turn exchange. Texts exclude BOS: tokenizers add it."""
+
+    user_start: str
+    user_end: str
+    assistant_start: str
+    assistant_end: str
+    """Ends the answer; training appends it so the model learns to stop."""
+
+
+CHAT_FORMATS: dict[str, ChatFormat] = {
+    "gemma": ChatFormat(
+        user_start="<start_of_turn>user\n",
+        user_end="<end_of_turn>\n",
+        assistant_start="<start_of_turn>model\n",
+        assistant_end="<end_of_turn>",
+    ),
+    "llama3": ChatFormat(
+        user_start="<|start_header_id|>user<|end_header_id|>\n\n",
+        user_end="<|eot_id|>",
+        assistant_start="<|start_header_id|>assistant<|end_header_id|>\n\n",
+        assistant_end="<|eot_id|>",
+    ),
+}
+
+
+def chat_format(name: str) -> ChatFormat:
+    try:
+        return CHAT_FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown chat format {name!r}; known: {', '.join(CHAT_FORMATS)}") from None
+
+
+def render_chat_prompt(prompt: str, fmt: str = "gemma") -> str:
+    """The model input up to where the answer starts (what serving feeds the model)."""
+    f = chat_format(fmt)
+    return f"{f.user_start}{prompt}{f.user_end}{f.assistant_start}"
+
+
+def render_chat_completion(answer: str, fmt: str = "gemma") -> str:
+    """The training target after `render_chat_prompt`: the answer and the turn end."""
+    return f"{answer}{chat_format(fmt).assistant_end}"

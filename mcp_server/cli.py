@@ -1,0 +1,48 @@
+"""The `news-enhancer` console script: one table of subcommands, each owned by its package.
+
+A subcommand's module is imported only when that subcommand runs, so `serve` never pays for
+torch or matplotlib. Each module exposes `main(argv: list[str]) -> int` with its own argparse.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module with main(argv), one-line help)
+    "serve": ("mcp_server.commands", "run the MCP server over stdio"),
+    "analyze": ("mcp_server.commands", "analyze an article or a newsletter from a file or stdin"),
+    "data": ("data.cli", "validate, describe and split a training dataset"),
+    "train": ("trainers.cli", "fine-tune a LoRA adapter (backends: hf, unsloth, tinker)"),
+    "export": ("export.cli", "export an adapter to GGUF (LoRA or merged), quantize, check parity"),
+    "eval": ("evaluation.cli", "run, score and compare evaluations; the publish gate"),
+    "workflow": ("workflows.cli", "Gmail -> analyze -> Google Drive reports"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: news-enhancer COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `news-enhancer COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"news-enhancer: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    # Modules serving several commands (serve, analyze) take the command name first.
+    if getattr(module, "MULTI_COMMAND", False):
+        return int(module.main([name, *rest]) or 0)
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

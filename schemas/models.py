@@ -1,0 +1,44 @@
+"""Pydantic mirrors of the JSON Schema files (a test proves they accept and reject the same things)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Tag = Annotated[str, Field(min_length=1, max_length=60)]
+
+
+class ArticleAnalysis(BaseModel):
+    """The model's answer for one item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    relevance_score: int = Field(ge=1, le=10, strict=True)
+    summary: str = Field(max_length=300)
+    key_insights: list[Tag] = Field(max_length=10)
+    company_names: list[Tag] = Field(max_length=10)
+
+
+class ArticleResult(ArticleAnalysis):
+    """One analyzed item as the tools return it."""
+
+    title: str
+    url: str | None
+    is_sponsored: bool
+    truncated: bool
+
+
+class NewsletterReport(BaseModel):
+    """A newsletter's items, analyzed, with a Markdown report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None
+    subject: str | None
+    date: str | None
+    format: Literal["tldr", "html", "markdown", "text"]
+    items_found: int = Field(ge=0, strict=True)
+    notes: list[str]
+    items: list[ArticleResult]
+    markdown: str
