@@ -33,11 +33,28 @@ SINGLE_SENTENCE_LIMIT = 500
 """Characters kept from content that is one sentence (the training data's longest such item: 393)."""
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
+_READING_TIME = re.compile(r"\(\d+\s+minutes?\s+read\)", re.IGNORECASE)
 
 
 def render_prompt(title: str, content: str) -> str:
     """The user prompt for one item, exactly as in the training data."""
     return PROMPT_TEMPLATE.format(title=title, content=content)
+
+
+def format_title(title: str) -> str:
+    """A title as the training data shows it: Markdown bold, "(N minute read)" cut out.
+
+    TLDR headings read "Title (4 minute read)"; the data kept them as "**Title **" (the space that
+    preceded the reading time stays). Markers such as "(GitHub Repo)" or "(Sponsor)" stay too.
+    Idempotent, so already-formatted titles pass through unchanged.
+    """
+    title = " ".join(title.split())
+    if len(title) > 4 and title.startswith("**") and title.endswith("**"):
+        title = title[2:-2]
+    if _READING_TIME.search(title):
+        title = _READING_TIME.sub("", title)
+        title = title.rstrip() + " "
+    return f"**{title}**"
 
 
 def prepare_content(content: str, is_sponsored: bool = False) -> tuple[str, bool]:

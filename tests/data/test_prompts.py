@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from data.prompts import (
+    format_title,
     prepare_content,
     render_answer,
     render_chat_completion,
@@ -56,3 +57,23 @@ def test_llama3_headers_and_unknown_format():
     assert render_chat_completion("{}", "llama3") == "{}<|eot_id|>"
     with pytest.raises(ValueError, match="unknown chat format"):
         render_chat_prompt("P", "chatml")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("DeepMind's Genie 2 can generate worlds (4 minute read)", "**DeepMind's Genie 2 can generate worlds **"),
+        ("Ghostty (GitHub Repo)", "**Ghostty (GitHub Repo)**"),
+        ("Ship faster with Foobar CI (Sponsor)", "**Ship faster with Foobar CI (Sponsor)**"),
+        ("**Paligemma 2 **", "**Paligemma 2 **"),
+    ],
+)
+def test_titles_look_like_training_titles(raw, expected):
+    assert format_title(raw) == expected
+    assert format_title(expected) == expected
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r["metadata"]["item_id"])
+def test_fixture_titles_are_fixed_points(row):
+    title = row["metadata"]["article_title"]
+    assert format_title(title) == title
