@@ -1,0 +1,1 @@
+"""Training backends (hf, unsloth, tinker) sharing one config, one dataset pipeline and one prompt renderer."""
