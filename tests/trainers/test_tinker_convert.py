@@ -9,29 +9,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
+from tests.trainers.tinker_fakes import tiny_gemma3
 from trainers.tinker_convert import TinkerAdapterError, convert, tinker_to_peft
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
-
-
-def tiny_gemma3() -> Gemma3ForCausalLM:
-    """A randomly initialised two-layer Gemma 3 (tied embeddings, like the real 270M)."""
-    config = Gemma3TextConfig(
-        vocab_size=320,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=128,
-        sliding_window=8,
-        layer_types=["sliding_attention", "full_attention"],
-    )
-    torch.manual_seed(0)
-    return Gemma3ForCausalLM(config).eval()
 
 
 def write_tinker_adapter(peft_model, directory) -> None:
