@@ -16,7 +16,7 @@ from peft import PeftModel
 from data.convert import to_prompt_completion
 from data.dataset import load_dataset
 from data.prompts import render_answer, render_chat_completion, render_chat_prompt
-from tests.trainers.tinker_fakes import FakeServiceClient, fake_loss, llama3_style_tokenizer, tiny_gemma3
+from tests.trainers.tinker_fakes import FakeServiceClient, fake_loss, llama3_style_tokenizer, make_tiny_model
 from trainers import tinker_backend
 from trainers.config import TrainConfig
 from trainers.manifest import Manifest
@@ -156,7 +156,7 @@ def test_fake_tinker_download_is_converted_to_a_loadable_peft_adapter(tmp_path, 
     assert sorted(adapter_config["target_modules"]) == ["k_proj", "lm_head", "o_proj", "q_proj", "v_proj"]
     assert adapter_config["lora_alpha"] == 32 and adapter_config["r"] == 4
 
-    base = tiny_gemma3()
+    base = make_tiny_model()
     ids = torch.arange(12).unsqueeze(0)
     with torch.no_grad():
         before = base(input_ids=ids).logits

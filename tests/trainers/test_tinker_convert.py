@@ -10,7 +10,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 
-from tests.trainers.tinker_fakes import tiny_gemma3
+from tests.trainers.tinker_fakes import make_tiny_model
 from trainers.tinker_convert import TinkerAdapterError, convert, tinker_to_peft
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
@@ -33,7 +33,7 @@ def write_tinker_adapter(peft_model, directory) -> None:
 @pytest.fixture(scope="module")
 def trained_like(tmp_path_factory):
     """A PEFT model with random (non-zero) LoRA weights and its Tinker-layout copy."""
-    base = tiny_gemma3()
+    base = make_tiny_model()
     state = {k: v.clone() for k, v in base.state_dict().items()}
     peft_model = get_peft_model(
         base, LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False, task_type="CAUSAL_LM")
@@ -44,7 +44,7 @@ def trained_like(tmp_path_factory):
 
 
 def load_converted(state, adapter_dir):
-    base = tiny_gemma3()
+    base = make_tiny_model()
     base.load_state_dict(state)
     return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 

@@ -40,7 +40,7 @@ def tiny_gemma3_config() -> Gemma3TextConfig:
     )
 
 
-def tiny_gemma3() -> Gemma3ForCausalLM:
+def make_tiny_model() -> Gemma3ForCausalLM:
     """A randomly initialised two-layer Gemma 3 (tied embeddings, like the real 270M)."""
     torch.manual_seed(0)
     return Gemma3ForCausalLM(tiny_gemma3_config()).eval()
