@@ -91,12 +91,10 @@ class FakeGoogle:
     def request(self, uri, method="GET", body=None, headers=None, redirections=1, connection_type=None):
         parts = urlsplit(uri)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        for route_method, pattern, name in ROUTES:
-            match = re.match(pattern, parts.path)
-            if match and route_method == method:
-                break
-        else:
+        found = [(name, m) for verb, pattern, name in ROUTES if verb == method and (m := re.match(pattern, parts.path))]
+        if not found:
             return self._respond(404, _error(404, f"no route for {method} {parts.path}"))
+        name, match = found[0]
         state = self._load()
         state["log"].append([name, uri])
         pending = state["failures"].get(name) or []
