@@ -1,0 +1,301 @@
+"""Does llama.cpp run the exported model the way transformers ran the trained one? Measured, with thresholds.
+
+For each prompt (the training format's user message, wrapped by `data.prompts.render_chat_prompt`):
+1. the prompt is tokenized once by llama.cpp and both sides get the same token ids (tokenizer differences
+   are a separate question; this check is about the weights);
+2. transformers (the dense base the trainer trained on + the PEFT adapter, float32) decodes greedily;
+3. every llama.cpp variant (base GGUF + LoRA GGUF, merged GGUF, ...) decodes greedily too, and is then
+   teacher-forced along the transformers continuation, so logits are compared position by position.
+
+Figures per variant: how many greedy answers are identical, top-1 agreement over the compared positions,
+max and mean |logit difference|, and that mean relative to the adapter's own effect (mean |logits with
+adapter - logits without|). The relative figure is what catches a lost alpha scale or a wrong layer mapping
+even when the adapter is weak: quantization noise is a small fraction of a trained adapter's effect, a
+broken export is a large one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.prompts import chat_format as get_chat_format
+from data.prompts import render_chat_prompt
+
+
+@dataclass(frozen=True)
+class ParityThresholds:
+    """Limits a variant must meet. Defaults separate quantization noise from broken exports (docs/export.md)."""
+
+    min_greedy_identical: float = 0.6
+    """Fraction of prompts whose greedy answers (token ids) must be identical."""
+    min_top1_agreement: float = 0.9
+    """Fraction of teacher-forced positions whose argmax token must agree."""
+    max_relative_error: float = 0.3
+    """Mean |logit diff| to transformers+adapter, as a fraction of the adapter's mean effect."""
+    min_adapter_effect: float = 0.02
+    """Below this mean effect the relative check is skipped (a near-zero adapter proves nothing)."""
+
+
+@dataclass
+class Variant:
+    """One llama.cpp configuration to compare."""
+
+    name: str
+    model_path: str
+    lora_path: str | None = None
+
+
+@dataclass
+class VariantParity:
+    name: str
+    model_path: str
+    lora_path: str | None
+    prompts: int = 0
+    greedy_identical: int = 0
+    positions: int = 0
+    top1_agreement: float = 0.0
+    max_logit_diff: float = 0.0
+    mean_logit_diff: float = 0.0
+    relative_error: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def greedy_identical_fraction(self) -> float:
+        return self.greedy_identical / self.prompts if self.prompts else 0.0
+
+
+@dataclass
+class ParityReport:
+    prompts: int
+    positions: int
+    adapter_effect_mean: float | None
+    adapter_effect_max: float | None
+    variants: list[VariantParity]
+    thresholds: ParityThresholds
+    seconds: float
+    hf_answers: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.variants)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["passed"] = self.passed
+        for v, d in zip(self.variants, out["variants"], strict=True):
+            d["passed"] = v.passed
+            d["greedy_identical_fraction"] = v.greedy_identical_fraction
+        return out
+
+    def summary(self) -> str:
+        effect = "n/a" if self.adapter_effect_mean is None else f"{self.adapter_effect_mean:.3f}"
+        lines = [f"parity: {self.prompts} prompts, {self.positions} positions, adapter effect (mean |dlogit|) {effect}"]
+        for v in self.variants:
+            rel = "n/a" if v.relative_error is None else f"{v.relative_error:.3f}"
+            lines.append(
+                f"  {v.name:<8} {'PASS' if v.passed else 'FAIL'}  greedy identical {v.greedy_identical}/{v.prompts}  "
+                f"top-1 {v.top1_agreement:.3f}  max |dlogit| {v.max_logit_diff:.3f}  "
+                f"mean |dlogit| {v.mean_logit_diff:.4f}  relative {rel}"
+            )
+            lines += [f"    - {f}" for f in v.failures]
+        return "\n".join(lines)
+
+
+class ParityError(RuntimeError):
+    """The exported model does not behave like the trained one (the report is attached)."""
+
+    def __init__(self, report: ParityReport):
+        self.report = report
+        super().__init__("parity check FAILED\n" + report.summary())
+
+
+def load_prompts(dataset: str | Path, k: int) -> list[str]:
+    """K user prompts from a training-format JSONL, spread evenly over the file (deterministic)."""
+    from data.dataset import load_dataset
+
+    records = load_dataset(dataset)
+    if k <= 0:
+        raise ValueError("--parity-k must be at least 1")
+    indices = np.linspace(0, len(records) - 1, num=min(k, len(records))).round().astype(int)
+    return [records[i].prompt for i in dict.fromkeys(indices.tolist())]
+
+
+def _last_logits(llm: Any) -> np.ndarray:
+    import llama_cpp
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy()
+
+
+def _llama_greedy(llm: Any, prompt: list[int], stops: set[int], max_new: int) -> tuple[list[int], np.ndarray]:
+    """Greedy ids after `prompt`; also returns the logits at the prompt's end (reused for teacher forcing)."""
+    llm.reset()
+    llm.eval(prompt)
+    first = _last_logits(llm)
+    logits, out = first, []
+    for _ in range(max_new):
+        token = int(logits.argmax())
+        out.append(token)
+        if token in stops:
+            break
+        llm.eval([token])
+        logits = _last_logits(llm)
+    return out, first
+
+
+def _llama_forced(llm: Any, prompt: list[int], first: np.ndarray, continuation: list[int]) -> np.ndarray:
+    """Logits predicting each continuation token, feeding the continuation (the prompt's KV cache is reused)."""
+    llm.n_tokens = len(prompt)
+    rows = [first]
+    for token in continuation[:-1]:
+        llm.eval([token])
+        rows.append(_last_logits(llm))
+    return np.stack(rows)
+
+
+def _hf_greedy(model: Any, prompt: list[int], stops: set[int], max_new: int) -> list[int]:
+    import torch
+
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+        past, logits, tokens = out.past_key_values, out.logits[0, -1], []
+        for _ in range(max_new):
+            token = int(logits.argmax())
+            tokens.append(token)
+            if token in stops:
+                break
+            out = model(input_ids=torch.tensor([[token]]), past_key_values=past, use_cache=True)
+            past, logits = out.past_key_values, out.logits[0, -1]
+    return tokens
+
+
+def _hf_forced(model: Any, prompt: list[int], continuation: list[int]) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + continuation])).logits[0]
+    return logits[len(prompt) - 1 : len(prompt) + len(continuation) - 1].float().numpy()
+
+
+def check_parity(
+    hf_model: Any,
+    prompts: Sequence[str],
+    variants: Sequence[Variant],
+    chat_format: str = "gemma",
+    max_new_tokens: int = 96,
+    thresholds: ParityThresholds | None = None,
+    threads: int = 1,
+    n_ctx: int = 1024,
+) -> ParityReport:
+    """Compare `hf_model` (a PeftModel, or any causal LM) with each llama.cpp variant on `prompts`.
+
+    A PeftModel also gives the adapter's own effect (its adapter is disabled for one forward pass) and so
+    the relative error; for a plain model that figure is not computed.
+    """
+    from llama_cpp import Llama
+
+    thresholds = thresholds or ParityThresholds()
+    if not prompts:
+        raise ValueError("parity needs at least one prompt")
+    if not variants:
+        raise ValueError("parity needs at least one llama.cpp variant")
+    started = time.monotonic()
+    hf_model.eval()
+    llms = [
+        Llama(
+            model_path=v.model_path,
+            lora_path=v.lora_path,
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            seed=0,
+            verbose=False,
+        )
+        for v in variants
+    ]
+    tokenizer = llms[0]
+    end_turn = tokenizer.tokenize(get_chat_format(chat_format).assistant_end.encode(), add_bos=False, special=True)
+    stops = {tokenizer.token_eos(), *(end_turn if len(end_turn) == 1 else [])}
+    has_adapter = hasattr(hf_model, "disable_adapter")
+
+    results = [VariantParity(v.name, v.model_path, v.lora_path) for v in variants]
+    sums = [{"abs": 0.0, "agree": 0} for _ in variants]
+    effect_sum, effect_max, positions = 0.0, 0.0, 0
+    answers = []
+    for index, prompt in enumerate(prompts, 1):
+        ids = tokenizer.tokenize(render_chat_prompt(prompt, chat_format).encode(), add_bos=True, special=True)
+        if len(ids) + max_new_tokens > n_ctx:
+            raise ValueError(f"prompt {index} has {len(ids)} tokens; raise n_ctx above {len(ids) + max_new_tokens}")
+        continuation = _hf_greedy(hf_model, ids, stops, max_new_tokens)
+        answers.append(tokenizer.detokenize(continuation).decode("utf-8", errors="replace"))
+        reference = _hf_forced(hf_model, ids, continuation)
+        if has_adapter:
+            with hf_model.disable_adapter():
+                without = _hf_forced(hf_model, ids, continuation)
+            delta = np.abs(reference - without)
+            effect_sum += float(delta.sum())
+            effect_max = max(effect_max, float(delta.max()))
+        positions += len(continuation)
+        for llm, result, acc in zip(llms, results, sums, strict=True):
+            greedy, first = _llama_greedy(llm, ids, stops, max_new_tokens)
+            forced = _llama_forced(llm, ids, first, continuation)
+            diff = np.abs(forced - reference)
+            result.prompts += 1
+            result.greedy_identical += int(greedy == continuation)
+            result.max_logit_diff = max(result.max_logit_diff, float(diff.max()))
+            acc["abs"] += float(diff.sum())
+            acc["agree"] += int((forced.argmax(axis=1) == reference.argmax(axis=1)).sum())
+        print(
+            f"parity: prompt {index}/{len(prompts)}: {len(continuation)} tokens; greedy identical: "
+            + ", ".join(f"{r.name} {r.greedy_identical}/{r.prompts}" for r in results),
+            file=sys.stderr,
+            flush=True,
+        )
+    del llms
+
+    cells = positions * reference.shape[1]
+    effect_mean = effect_sum / cells if has_adapter else None
+    for result, acc in zip(results, sums, strict=True):
+        result.positions = positions
+        result.top1_agreement = acc["agree"] / positions
+        result.mean_logit_diff = acc["abs"] / cells
+        if effect_mean is not None and effect_mean >= thresholds.min_adapter_effect:
+            result.relative_error = result.mean_logit_diff / effect_mean
+        result.failures = _failures(result, thresholds)
+    return ParityReport(
+        prompts=len(prompts),
+        positions=positions,
+        adapter_effect_mean=effect_mean,
+        adapter_effect_max=effect_max if has_adapter else None,
+        variants=results,
+        thresholds=thresholds,
+        seconds=time.monotonic() - started,
+        hf_answers=answers,
+    )
+
+
+def _failures(result: VariantParity, t: ParityThresholds) -> list[str]:
+    out = []
+    if result.greedy_identical_fraction < t.min_greedy_identical:
+        out.append(
+            f"greedy answers identical on {result.greedy_identical}/{result.prompts} prompts "
+            f"(need {t.min_greedy_identical:.0%})"
+        )
+    if result.top1_agreement < t.min_top1_agreement:
+        out.append(f"top-1 agreement {result.top1_agreement:.3f} < {t.min_top1_agreement}")
+    if result.relative_error is not None and result.relative_error > t.max_relative_error:
+        out.append(
+            f"mean |logit diff| is {result.relative_error:.2f} of the adapter's own effect (max "
+            f"{t.max_relative_error}): wrong tensor mapping, transposed matrices or lost alpha scaling?"
+        )
+    return out
