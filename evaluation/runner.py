@@ -1,0 +1,199 @@
+"""Generate predictions for a reference set through the serving analyzer, with a resumable cache.
+
+Predictions come from `Analyzer.complete(user_prompt)`: the very code path the MCP server uses (chat
+format, grammar-constrained greedy decoding), fed the reference's user prompt unchanged. Each answer is
+appended to DIR/predictions.jsonl as soon as it exists (`{"output": raw, ...}`, one line per reference, same
+order), so scoring can be redone without generating again and an interrupted run resumes where it stopped.
+`DIR/run.json` records what generated the cache; a different model, adapter or decoding setting in the same
+directory is refused instead of silently mixing two systems' answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluation.scoring import Reference
+
+PREDICTIONS = "predictions.jsonl"
+RUN_FILE = "run.json"
+
+IDENTITY_KEYS = ("model_path", "lora_path", "lora_scale", "chat_format", "max_tokens", "seed", "n_ctx")
+"""EngineConfig fields that change the generated text (n_threads does not)."""
+
+
+class RunnerError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunStats:
+    generated: int
+    cached: int
+    seconds: float
+    """Wall time of the generation done by this call (0 when everything was cached)."""
+    completion_tokens: int
+    prompt_tokens: int
+
+    @property
+    def items_per_second(self) -> float | None:
+        return self.generated / self.seconds if self.seconds > 0 else None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.completion_tokens / self.seconds if self.seconds > 0 else None
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Lines of a predictions file; a truncated last line (an interrupted write) is dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise RunnerError(f"{path}: line {number} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("output"), str):
+            raise RunnerError(f"{path}: line {number} has no string 'output'")
+        rows.append(row)
+    return rows
+
+
+def engine_identity(config: Any) -> dict[str, Any]:
+    """What made the cached answers: resolved model path, adapter and decoding settings."""
+    identity = {key: getattr(config, key, None) for key in IDENTITY_KEYS}
+    if identity["model_path"] is None:
+        from mcp_server.models import embedded_base_model
+
+        identity["model_path"] = str(embedded_base_model())
+        identity["model"] = "embedded Gemma 3 270M Q4_K_M"
+    for key in ("model_path", "lora_path"):
+        if identity[key] is not None:
+            path = Path(identity[key]).resolve()
+            identity[key] = str(path)
+            identity[f"{key.split('_')[0]}_bytes"] = path.stat().st_size if path.is_file() else None
+    return identity
+
+
+def _check_cache(rows: list[dict[str, Any]], refs: Sequence[Reference], out_dir: Path, identity: dict) -> None:
+    run_file = out_dir / RUN_FILE
+    if rows and run_file.is_file():
+        previous = json.loads(run_file.read_text(encoding="utf-8")).get("engine", {})
+        changed = [k for k in IDENTITY_KEYS if previous.get(k) != identity.get(k)]
+        if changed:
+            raise RunnerError(
+                f"{out_dir} holds predictions from a different setup ({', '.join(changed)} differ); "
+                "use another --out directory or delete its predictions.jsonl"
+            )
+    for i, row in enumerate(rows[: len(refs)]):
+        expected = prompt_hash(refs[i].prompt)
+        if row.get("prompt_sha256", expected) != expected:
+            raise RunnerError(
+                f"{out_dir / PREDICTIONS}: line {i + 1} was generated for another prompt; "
+                "these are not the same references (use another --out directory)"
+            )
+
+
+def generate(
+    refs: Sequence[Reference],
+    out_dir: str | Path,
+    config: Any = None,
+    analyzer: Any = None,
+    progress: bool = True,
+) -> tuple[list[str], RunStats]:
+    """Raw outputs for every reference (cached ones reused), appending new ones to DIR/predictions.jsonl.
+
+    `config` is an `mcp_server.engine.EngineConfig`; `analyzer` may be given instead (already loaded).
+    """
+    from mcp_server.analyzer import Analyzer
+
+    from mcp_server.engine import EngineConfig
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = config if config is not None else getattr(analyzer, "config", None) or EngineConfig()
+    identity = engine_identity(config)
+    pred_path = out_dir / PREDICTIONS
+    rows = read_predictions(pred_path)
+    _check_cache(rows, refs, out_dir, identity)
+    (out_dir / RUN_FILE).write_text(
+        json.dumps({"engine": identity, "config": _config_dict(config)}, indent=2) + "\n", encoding="utf-8"
+    )
+    if len(rows) > len(refs):
+        rows = rows[: len(refs)]
+    else:
+        _rewrite(pred_path, rows)  # drops a torn last line before appending
+    cached = len(rows)
+    todo = list(range(cached, len(refs)))
+    stats = RunStats(generated=len(todo), cached=cached, seconds=0.0, completion_tokens=0, prompt_tokens=0)
+    if todo:
+        analyzer = analyzer if analyzer is not None else Analyzer(config)
+        started = time.perf_counter()
+        with open(pred_path, "a", encoding="utf-8") as handle:
+            for i in _progress(todo, progress, cached, len(refs)):
+                row = _complete_one(analyzer, refs[i], i)
+                stats.completion_tokens += int(row.get("completion_tokens") or 0)
+                stats.prompt_tokens += int(row.get("prompt_tokens") or 0)
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                rows.append(row)
+        stats.seconds = time.perf_counter() - started
+    return [row["output"] for row in rows], stats
+
+
+def _complete_one(analyzer: Any, ref: Reference, index: int) -> dict[str, Any]:
+    """One prediction line; a failure is recorded (empty output, scored invalid), never lost or fatal."""
+    started = time.perf_counter()
+    base = {"index": index, "item_id": ref.item_id, "prompt_sha256": prompt_hash(ref.prompt)}
+    try:
+        completion = analyzer.complete(ref.prompt)
+    except Exception as exc:  # noqa: BLE001 - one bad item must not end a long run
+        print(f"eval run: item {index} ({ref.item_id}) failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return {"output": "", **base, "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}
+    return {
+        "output": completion.raw,
+        **base,
+        "seconds": getattr(completion, "seconds", None) or time.perf_counter() - started,
+        "prompt_tokens": getattr(completion, "prompt_tokens", None),
+        "completion_tokens": getattr(completion, "completion_tokens", None),
+    }
+
+
+def _progress(items: list[int], enabled: bool, done: int, total: int):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="eval run", unit="item", initial=done, total=total, file=sys.stderr, dynamic_ncols=True)
+
+
+def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    try:
+        return asdict(config)
+    except TypeError:
+        return {k: v for k, v in vars(config).items() if not k.startswith("_")}
