@@ -41,7 +41,7 @@ def _label(name: str, width: int = 28) -> str:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -76,7 +76,8 @@ def _grouped_bars(
                 textcoords="offset points",
             )
     ax.set_xticks(x, [name for name, _ in groups])
-    ax.legend(fontsize=8)
+    # Below the axes, so that the legend never hides a bar.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(systems), 4), frameon=False)
     ax.grid(axis="y", alpha=0.3)
 
 
