@@ -105,39 +105,44 @@ SPONSOR_LABELS = (
 as a section header every item of its section."""
 
 BOILERPLATE = (
-    r"unsubscribe",
-    r"\bview (?:this (?:email|newsletter|issue|post) )?(?:online|in (?:your |a |the )?browser)\b",
-    r"\bweb version\b",
-    r"\badvertise (?:with|in|on)\b",
-    r"\bwant to advertise\b",
-    r"\brefer(?:ral|rals| a friend| your friends)\b",
-    r"\btell your friends\b",
-    r"\bget rewards\b",
-    r"\bmanage (?:your |all of your |my )?(?:[\w-]+ ){0,3}(?:subscriptions?|preferences)\b",
-    r"\b(?:update|change) (?:your |my )?(?:email |subscription )?preferences\b",
-    r"\byou(?:'re| are) receiving this\b",
-    r"\bforwarded (?:this|to you)\b",
-    r"\bno longer wish to receive\b",
-    r"\bdon'?t want to receive\b",
-    r"\bsign up (?:for|to) (?:this|our|the|tldr)\b",
-    r"\bsubscribe (?:to|for) (?:this|our|the) newsletter\b",
-    r"\bnot (?:yet )?subscribed\b",
-    r"\bthanks? (?:you )?for reading\b",
-    r"\ball rights reserved\b",
-    r"\bprivacy policy\b",
-    r"\bour mailing address\b",
-    r"\bwant to work at\b",
-    r"\bjobs@",
-    r"\b(?:just )?(?:respond|reply) to this email\b",
-    r"\bpowered by (?:beehiiv|substack|mailchimp|convertkit|kit|buttondown|ghost)\b",
-    r"^\W*(?:sign up|subscribe|advertise|share|tweet|forward|view online|follow us)\W*$",
+    # (a word the line must contain, the pattern): the word is a cheap test before the regex.
+    ("unsubscribe", r"unsubscribe"),
+    ("online", r"\bview (?:this (?:email|newsletter|issue|post) )?online\b"),
+    ("browser", r"\bview (?:this (?:email|newsletter|issue|post) )?in (?:your |a |the )?browser\b"),
+    ("web version", r"\bweb version\b"),
+    ("online", r"\bread (?:it |this (?:email |issue )?)?online\b"),
+    ("advertise", r"\badvertise (?:with|in|on)\b|\bwant to advertise\b"),
+    ("refer", r"\brefer(?:ral|rals| a friend| your friends)\b"),
+    ("friends", r"\btell your friends\b"),
+    ("rewards", r"\bget rewards\b"),
+    ("manage", r"\bmanage (?:your |all of your |my )?(?:[\w-]+ ){0,3}(?:subscriptions?|preferences)\b"),
+    ("preferences", r"\b(?:update|change) (?:your |my )?(?:email |subscription )?preferences\b"),
+    ("receiving this", r"\byou(?:'re| are) receiving this\b"),
+    ("forwarded", r"\bforwarded (?:this|to you)\b"),
+    ("receive", r"\bno longer wish to receive\b|\bdon'?t want to receive\b"),
+    ("sign up", r"\bsign up (?:for|to) (?:this|our|the|tldr)\b"),
+    ("subscribe", r"\bsubscribe (?:to|for) (?:this|our|the) newsletter\b|\bnot (?:yet )?subscribed\b"),
+    ("for reading", r"\bthanks? (?:you )?for reading\b"),
+    ("rights reserved", r"\ball rights reserved\b"),
+    ("©", r"^\W*©\s*\d{4}"),
+    ("copyright", r"^\W*copyright\s*(?:©\s*)?\d{4}"),
+    ("for t", r"\bthat'?s (?:all|it) for (?:this|today)\b"),
+    ("see you next", r"\bsee you next (?:week|time|issue|\w+day)\b"),
+    ("until next time", r"\buntil next time\b"),
+    ("privacy policy", r"\bprivacy policy\b"),
+    ("mailing address", r"\bour mailing address\b"),
+    ("work at", r"\bwant to work at\b"),
+    ("jobs@", r"\bjobs@"),
+    ("to this email", r"\b(?:respond|reply) to this email\b"),
+    ("powered by", r"\bpowered by (?:beehiiv|substack|mailchimp|convertkit|kit|buttondown|ghost)\b"),
+    ("", r"^\W*(?:sign up|subscribe|advertise|share|tweet|forward|view online|follow us)\W*$"),
 )
 """Newsletter machinery, not news. Only short blocks are checked (see BOILERPLATE_MAX)."""
 
 BOILERPLATE_MAX = 400
 
 CALLS_TO_ACTION = (
-    r"read (?:more|on|the (?:full )?(?:story|article|post|paper|report|announcement|blog(?: post)?))",
+    r"read (?:more|on|it here|the(?: full)? \w+(?: post)?)",
     r"continue reading",
     r"learn more",
     r"full story",
@@ -165,7 +170,7 @@ def _any_of(patterns: tuple[str, ...], whole: bool = False) -> re.Pattern[str]:
 
 _SPONSORED_TITLE = _any_of(SPONSORED_TITLE)
 _SPONSOR_LABEL = _any_of(SPONSOR_LABELS, whole=True)
-_BOILERPLATE = _any_of(BOILERPLATE)
+_BOILERPLATE = tuple((word, re.compile(pattern, re.IGNORECASE)) for word, pattern in BOILERPLATE)
 _CTA = _any_of(CALLS_TO_ACTION, whole=True)
 _MASTHEAD = _any_of(MASTHEADS, whole=True)
 
@@ -194,10 +199,17 @@ _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'\]]+[^\s<>\"'\]).,;:!?]")
 
 
 _ALNUM = re.compile(r"[^\W_]")
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
+
+
+_HTTP = re.compile(r"https?://", re.IGNORECASE)
+_TRACKED = re.compile(r"/CL\d/(https?(?::|%3A)[^/]+)", re.IGNORECASE)
+_REDIRECT = re.compile(r"[?&](?:" + "|".join(URL_REDIRECT_PARAMS) + r")=https?(?::|%3A)", re.IGNORECASE)
 
 
 def _clean_url(href: str | None) -> str | None:
@@ -205,18 +217,20 @@ def _clean_url(href: str | None) -> str | None:
     if not href:
         return None
     href = href.strip()
-    if not re.match(r"https?://", href, re.IGNORECASE):
+    if not _HTTP.match(href):
         return None
-    tracked = re.search(r"/CL\d/(https?(?::|%3A)[^/]+)", href, re.IGNORECASE)
+    tracked = _TRACKED.search(href)
     if tracked:
         return unquote(tracked.group(1))
+    if not _REDIRECT.search(href):
+        return href
     try:
         query = parse_qs(urlsplit(href).query)
     except ValueError:
         return href
     for name in URL_REDIRECT_PARAMS:
         for value in query.get(name, ()):
-            if re.match(r"https?://", value, re.IGNORECASE):
+            if _HTTP.match(value):
                 return value
     return href
 
@@ -237,11 +251,17 @@ def _is_wordy(text: str) -> bool:
 def _blocks_from_segments(segments: list[Segment], heading: int = 0, list_item: bool = False) -> list[_Block]:
     """Classify one block of inline runs: heading, all-bold line, all-link line, a bold/link lead
     followed by text (split in two), or a paragraph."""
+    cta_url = None
+    tail = [i for i, (t, _, _) in enumerate(segments) if t.strip()]
+    if len(tail) > 1 and segments[tail[-1]][2] and _CTA.match(segments[tail[-1]][0].strip()):
+        # "... Comments are open until May. [Read the draft](url)": keep the url, drop the words.
+        cta_url = _clean_url(segments[tail[-1]][2])
+        segments = segments[: tail[-1]]
     text = _squash(strip_junk("".join(t for t, _, _ in segments)))
     if not text:
         return []
     hrefs = [_clean_url(h) for _, _, h in segments if h]
-    url = next((h for h in hrefs if h), None)
+    url = next((h for h in hrefs if h), cta_url)
     if heading:
         return [_Block(text, url, heading, list_item)]
     counts = [(_visible(t), bold, href) for t, bold, href in segments]
@@ -462,12 +482,14 @@ _SETEXT = re.compile(r"^(=+|-+)$")
 _HR = re.compile(r"^(?:[-*_]\s*){3,}$")
 _LIST = re.compile(r"^(?:[-*+]|\d{1,3}[.)])\s+")
 _FENCE = re.compile(r"^(?:```|~~~)")
+_QUOTE = re.compile(r"^(?:>\s?)+")
 _MD_INLINE = re.compile(
     r"!\[[^\]\n]*\]\([^)\n]*\)"  # image: dropped
     r"|\[((?:[^\[\]\n]|\[[^\[\]\n]*\])*)\]\(\s*<?([^()\s<>]*(?:\([^()\s]*\)[^()\s<>]*)*)>?(?:\s+\"[^\"\n]*\")?\s*\)"
     r"|<(https?://[^>\s]+)>"  # autolink
     r"|(\*\*|__)(?=\S)(.+?)(?<=\S)\4"  # bold
 )
+_MD_SPECIAL = re.compile(r"[*_`\\]")
 _MD_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _MD_EMPHASIS = re.compile(
     r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"  # *italic*
@@ -478,6 +500,8 @@ INLINE_MAX = 20_000
 
 
 def _md_plain(text: str) -> str:
+    if not _MD_SPECIAL.search(text):
+        return text
     text = _MD_EMPHASIS.sub(lambda m: m.group(1) or m.group(2), text)
     text = text.replace("**", "").replace("`", "")
     return _MD_ESCAPE.sub(r"\1", text)
@@ -517,7 +541,9 @@ def _markdown_blocks(text: str) -> list[_Block]:
         in_list = False
 
     for raw in text.split("\n"):
-        line = re.sub(r"^(?:>\s?)+", "", raw.strip()).strip()
+        line = raw.strip()
+        if line.startswith(">"):
+            line = _QUOTE.sub("", line).strip()
         if _FENCE.match(line):
             in_fence = not in_fence
             flush()
@@ -552,12 +578,12 @@ def _markdown_blocks(text: str) -> list[_Block]:
 
 _REF_LINE = re.compile(r"^\s*\[(\d{1,4})\]\s*(https?://\S+)\s*$", re.IGNORECASE)
 _REF = re.compile(r"\s*\[(\d{1,4})\]")
+_BARE_URL = re.compile(r"<?https?://\S+>?")
 _NUMBERED = re.compile(r"^\d{1,2}[.)]\s+\S")
 
 
 def _is_caps(line: str) -> bool:
-    cased = [c for c in line if c.isupper() or c.islower()]
-    return len(cased) >= 4 and all(c.isupper() for c in cased)
+    return line.isupper() and len(_LETTER.findall(line)) >= 4
 
 
 def _text_title_rank(first: str, rest: list[str]) -> int:
@@ -572,7 +598,7 @@ def _text_title_rank(first: str, rest: list[str]) -> int:
         return PARAGRAPH
     if _NUMBERED.match(first) or not rest:
         return BOLD_LINE if len(first) <= 150 else PARAGRAPH
-    if re.fullmatch(r"<?https?://\S+>?", rest[0]) or len(first) <= min(100, 0.6 * len(rest[0])):
+    if _BARE_URL.fullmatch(rest[0]) or len(first) <= min(100, 0.6 * len(rest[0])):
         return BOLD_LINE
     return PARAGRAPH
 
@@ -626,8 +652,9 @@ def _text_blocks(text: str) -> list[_Block]:
             blocks.append(_Block(_squash(title), url, rank))
             para = para[1:]
         if para:
-            body, url = _text_links(" ".join(para), refs)
-            body = _URL_IN_TEXT.sub("", body) if re.fullmatch(r"\s*(?:<?https?://\S+>?\s*)+", body) else body
+            bare = [_clean_url(line.strip("<>")) for line in para if _BARE_URL.fullmatch(line)]
+            body, url = _text_links(" ".join(line for line in para if not _BARE_URL.fullmatch(line)), refs)
+            url = next((u for u in bare if u), url)
             if _squash(body) or url:
                 blocks.append(_Block(_squash(body), url))
     return blocks
@@ -663,14 +690,19 @@ def _is_junk(text: str) -> bool:
     n = len(chars)
     if n < 16:
         return False
-    alnum = sum(c.isalnum() for c in chars)
+    alnum = len(_NOT_ALNUM.sub("", chars))
     spaces = len(sample) - n
     return alnum < 0.4 * n or (n - alnum > 0.25 * n and spaces < 0.08 * len(sample))
 
 
+def _is_boilerplate(text: str) -> bool:
+    low = text.lower()
+    return any(word in low and pattern.search(text) for word, pattern in _BOILERPLATE)
+
+
 def _kind(block: _Block) -> str:
     text = block.text
-    if len(text) <= BOILERPLATE_MAX and _BOILERPLATE.search(text):
+    if len(text) <= BOILERPLATE_MAX and _is_boilerplate(text):
         return "boilerplate"
     if len(text) <= 80 and _SPONSOR_LABEL.match(text):
         return "label"
@@ -784,7 +816,7 @@ def _parse_email(text: str, prefer_html: bool) -> _Email | None:
     if not names & {"subject", "from", "date"}:
         return None
     try:
-        # From bytes: the str parser re-encodes an 8bit body with raw-unicode-escape ("\\U0001f680").
+        # From bytes: the str parser re-encodes an 8bit body with raw-unicode-escape ("\U0001f680").
         raw = text.lstrip("\n").encode("utf-8", errors="surrogateescape")
         msg = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception:
@@ -829,7 +861,7 @@ def _carrier(body: str, content_type: str | None) -> str:
         return "html"
     sample = body[:SNIFF_CHARS]
     if re.search(r"<!doctype\s+html|<html\b|<body\b", sample, re.IGNORECASE) or (
-        len(_HTML_SNIFF.findall(sample)) >= 3 and "</" in sample
+        len(tags := _HTML_SNIFF.findall(sample)) >= 3 and ("</" in sample or len(tags) >= 10)
     ):
         return "html"
     lines = sample.count("\n") + 1
@@ -874,10 +906,13 @@ def split_newsletter(text: str, fmt: str = "auto") -> Newsletter:
         blocks = _text_blocks(text)
 
     kept: list[_Block] = []
+    junk = total = 0
     for block in blocks:
+        total += len(block.text)
         if not _ALNUM.search(block.text) and not block.url:
             continue  # decoration: emoji section icons, stray "**", rules
         if _is_junk(block.text):
+            junk += len(block.text)
             continue
         masthead = _MASTHEAD.match(block.text) if len(block.text) <= 60 else None
         if masthead:
@@ -886,6 +921,8 @@ def split_newsletter(text: str, fmt: str = "auto") -> Newsletter:
             continue
         kept.append(block)
 
+    if junk > total / 2:
+        kept = []  # binary junk: what survived the junk filter is fragments of it, not titles
     if fmt == "auto":
         fmt = "tldr" if _looks_tldr(text, source) else carrier
     return Newsletter(fmt, source, subject or page_title or None, date, _assemble(kept))  # type: ignore[arg-type]
