@@ -199,6 +199,8 @@ _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'\]]+[^\s<>\"'\]).,;:!?]")
 
 
 _ALNUM = re.compile(r"[^\W_]")
+_SENTENCE_END = re.compile(r"[^.]\.$")
+"""A bold line ending like a sentence is emphasis, not a title (headlines carry no full stop)."""
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -270,7 +272,7 @@ def _blocks_from_segments(segments: list[Segment], heading: int = 0, list_item: 
     first_href = next((h for _, _, h in segments if h), None)
     linked = sum(n for n, _, h in counts if h and h == first_href)
     if _is_title_sized(text):
-        if bold >= 0.9 * total:
+        if bold >= 0.9 * total and (url or not _SENTENCE_END.search(text)):
             return [_Block(text, url, BOLD_LINE, list_item)]
         if first_href and linked >= 0.9 * total:
             return [_Block(text, _clean_url(first_href), LINK_LINE, list_item)]

@@ -47,7 +47,6 @@ _BLOCK_TAGS = (
     "article",
     "aside",
     "blockquote",
-    "br",
     "dd",
     "div",
     "dl",
@@ -124,6 +123,8 @@ def html_to_text(s: str) -> str:
     soup = BeautifulSoup(s, "html.parser")
     for tag in soup(["script", "style", "head", "noscript", "template", "svg"]):
         tag.decompose()
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n")
         tag.insert_after("\n")
