@@ -241,7 +241,7 @@ def build_blocks(
             )
         )
     else:
-        blocks.append(Paragraph("BERTScore: not computed for this report (run with --bertscore)."))
+        blocks.append(Paragraph("BERTScore: not computed for this report (it was skipped with --no-bertscore)."))
     for a, b, stats in comparisons:
         blocks += [
             Heading(f"Statistics: {a} (A) vs {b} (B)"),
