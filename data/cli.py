@@ -7,7 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from data.dataset import DatasetError, find_duplicates, find_leakage, load_dataset, read_records, write_records
+from data.dataset import (
+    DatasetError,
+    file_sha256,
+    find_duplicates,
+    find_leakage,
+    load_dataset,
+    read_records,
+    write_records,
+)
 from data.split import temporal_split
 
 
@@ -70,10 +78,16 @@ def cmd_split(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     write_records(split.train, out / "train.jsonl")
     write_records(split.dev, out / "dev.jsonl")
-    summary = {"source": str(Path(args.file).resolve()), "dev_fraction": args.dev_fraction, **split.summary()}
+    summary = {
+        "source": str(Path(args.file).resolve()),
+        "source_sha256": file_sha256(args.file),
+        "command": f"news-enhancer data split {args.file} -o {args.out_dir} --dev-fraction {args.dev_fraction}",
+        "dev_fraction": args.dev_fraction,
+        **split.summary(),
+    }
     (out / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
     leaks = find_leakage(split.train, split.dev)
-    brief = {k: v for k, v in summary.items() if k != "dev_item_ids"}
+    brief = {k: v for k, v in summary.items() if k not in ("dev_item_ids", "command")}
     print(json.dumps({**brief, "leaks": len(leaks), "out_dir": str(out)}))
     return 0
 

@@ -385,7 +385,8 @@ def train(
                     f"lr {lr:.2e} {seconds:.1f} s/step {rate:.0f} tok/s eta {eta / 60:.1f} min"
                 )
             state["epoch"], state["step_in_epoch"] = epoch, step_in_epoch
-            if config.save_steps > 0 and state["global_step"] % config.save_steps == 0:
+            at_epoch_end = step_in_epoch == len(chunks)  # the epoch-end checkpoint follows right away
+            if config.save_steps > 0 and state["global_step"] % config.save_steps == 0 and not at_epoch_end:
                 save_checkpoint(out, model, optimizer, scheduler, state)
         else:
             epoch, step_in_epoch = epoch + 1, 0
@@ -424,6 +425,10 @@ def dataset_info(
         if path and Path(path).is_file():
             info[f"{key}_path"] = str(Path(path).resolve())
             info[f"{key}_sha256"] = file_sha256(path)
+    split_file = Path(config.data).parent / "split.json" if config.data else None
+    if split_file and split_file.is_file():  # written by `news-enhancer data split`: names the source data
+        split = json.loads(split_file.read_text())
+        info["split"] = {k: v for k, v in split.items() if k != "dev_item_ids"}
     return info
 
 

@@ -3,6 +3,7 @@
 import json
 
 from data.cli import main
+from data.dataset import file_sha256
 
 from .helpers import FIXTURE, fixture_rows, make_row, write_rows
 
@@ -47,6 +48,8 @@ def test_split_writes_train_dev_and_the_definition(tmp_path, capsys):
     assert [r["metadata"]["item_id"] for r in dev] == ["e5_001", "e5_002"]
     definition = json.loads((tmp_path / "split" / "split.json").read_text())
     assert definition["dev_item_ids"] == ["e5_001", "e5_002"]
+    assert definition["source_sha256"] == file_sha256(data)
+    assert definition["command"].startswith("news-enhancer data split ")
 
 
 def test_convert(tmp_path, capsys):
