@@ -85,6 +85,7 @@ SPONSORED_TITLE = (
     r"\((?:sponsor|sponsored|partner|ad)\)",
     r"^\W*\[?(?:sponsored|sponsor|ad|advertisement|partner)\]?\s*[:|\-–—\]]",
     r"\b(?:sponsored by|presented by|together with|brought to you by|in partnership with)\b",
+    r"\bsponsored\W*$|\[(?:sponsor|sponsored|ad)\]",
 )
 """A title that says it is an ad."""
 
@@ -136,6 +137,7 @@ BOILERPLATE = (
     ("to this email", r"\b(?:respond|reply) to this email\b"),
     ("powered by", r"\bpowered by (?:beehiiv|substack|mailchimp|convertkit|kit|buttondown|ghost)\b"),
     ("", r"^\W*(?:sign up|subscribe|advertise|share|tweet|forward|view online|follow us)\W*$"),
+    ("", r"^\W*(?:cheers|best|best regards|kind regards|regards|thanks|thank you|warmly|yours|talk soon)\W*$"),
 )
 """Newsletter machinery, not news. Only short blocks are checked (see BOILERPLATE_MAX)."""
 
@@ -492,6 +494,8 @@ _MD_INLINE = re.compile(
     r"|(\*\*|__)(?=\S)(.+?)(?<=\S)\4"  # bold
 )
 _MD_SPECIAL = re.compile(r"[*_`\\]")
+_MD_STRAY = re.compile(r"(?:(?<=\s)|^)\*+|(?<!\\)\*+(?=\s|$)")
+"""Emphasis stars left over when a link splits "*italic [link](url) text*"."""
 _MD_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _MD_EMPHASIS = re.compile(
     r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"  # *italic*
@@ -505,7 +509,7 @@ def _md_plain(text: str) -> str:
     if not _MD_SPECIAL.search(text):
         return text
     text = _MD_EMPHASIS.sub(lambda m: m.group(1) or m.group(2), text)
-    text = text.replace("**", "").replace("`", "")
+    text = _MD_STRAY.sub("", text.replace("**", "").replace("`", ""))
     return _MD_ESCAPE.sub(r"\1", text)
 
 
@@ -597,6 +601,8 @@ def _text_title_rank(first: str, rest: list[str]) -> int:
     if _is_caps(first):
         return 2  # caps without a marker: a section header, or an item title when items look like that
     if first[-1] in ".,;:!" or not (first[0].isupper() or first[0].isdigit() or not first[0].isascii()):
+        return PARAGRAPH
+    if not _is_wordy(first):
         return PARAGRAPH
     if _NUMBERED.match(first) or not rest:
         return BOLD_LINE if len(first) <= 150 else PARAGRAPH
