@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,15 +23,20 @@ import schemas
 from workflows import drive, gmail
 from workflows.files import write_atomic
 from workflows.mime import DecodedEmail, parse_email, sender_name
-from workflows.reports import DigestEntry, newsletter_markdown, render_digest, report_name
+from workflows.reports import DigestEntry, clean_title, newsletter_markdown, render_digest, report_name
 from workflows.retry import RetryPolicy, describe_error
 from workflows.state import MessageState, StateStore
+
+ProgressFn = Callable[[int, int, dict[str, Any], float], None]
+"""on_item(done, total, result, seconds), as `mcp_server.analyzer.Analyzer` calls it."""
 
 
 class NewsletterAnalyzer(Protocol):
     """What the run needs from `mcp_server.analyzer.Analyzer` (tests may pass another implementation)."""
 
-    def analyze_newsletter(self, text: str, fmt: str = "auto", source: str | None = None) -> dict[str, Any]: ...
+    def analyze_newsletter(
+        self, text: str, fmt: str = "auto", source: str | None = None, on_item: ProgressFn | None = None
+    ) -> dict[str, Any]: ...
 
 
 class MessageSource(Protocol):
@@ -143,12 +149,18 @@ class _Run:
 
     def analyze(self, st: MessageState) -> MessageState:
         started = time.perf_counter()
-        report = self.analyzer.analyze_newsletter(st.body or "", "auto", source=sender_name(st.sender or ""))
+        report = self.analyzer.analyze_newsletter(
+            st.body or "", "auto", source=sender_name(st.sender or ""), on_item=self._item_done
+        )
         schemas.validate("newsletter_report", report)  # never store or upload a malformed report
         self.state.record_analyzed(st.message_id, report)
         seconds = time.perf_counter() - started
         _say(f"  analyzed {len(report['items'])} items ({report['format']}) in {seconds:.1f}s")
         return self.state.get(st.message_id)
+
+    @staticmethod
+    def _item_done(done: int, total: int, result: dict[str, Any], seconds: float) -> None:
+        _say(f"    item {done}/{total}: {result['relevance_score']:>2}/10  {clean_title(result['title'])[:70]}")
 
     def markdown(self, st: MessageState) -> str:
         assert st.report is not None

@@ -39,7 +39,7 @@ class RetryPolicy:
     max_delay: float = 32.0
     jitter: bool = True
     """Wait a random 50-100% of the delay, so parallel clients don't retry in lockstep."""
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    sleep: Callable[[float], None] = field(default=lambda seconds: time.sleep(seconds), repr=False)
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1-based)."""

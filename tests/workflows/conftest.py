@@ -34,7 +34,9 @@ class ScriptedAnalyzer:
     def score(title: str) -> int:
         return int(hashlib.sha256(title.encode()).hexdigest(), 16) % 10 + 1
 
-    def analyze_newsletter(self, text: str, fmt: str = "auto", source: str | None = None) -> dict[str, Any]:
+    def analyze_newsletter(
+        self, text: str, fmt: str = "auto", source: str | None = None, on_item=None
+    ) -> dict[str, Any]:
         self.calls.append(source)
         if self.fail_on and self.fail_on in text:
             raise RuntimeError("the model ran out of memory")
@@ -52,8 +54,11 @@ class ScriptedAnalyzer:
             }
             for item in newsletter.items
         ]
+        for done, item in enumerate(items, 1):
+            if on_item:
+                on_item(done, len(items), item, 0.0)
         report = {
-            "source": newsletter.source or source,
+            "source": source or newsletter.source,
             "subject": newsletter.subject,
             "date": newsletter.date,
             "format": newsletter.format,
