@@ -1,0 +1,225 @@
+"""News analysis on top of the engine: the one entry point of the MCP server, the CLI, evaluation and workflows.
+
+`complete(user_prompt)` is the single generation path (chat format, grammar-constrained greedy
+decoding, schema validation). `analyze_item` cleans an item, cuts it the way the training data did,
+renders the training prompt and fits it into the context budget. `analyze_newsletter` splits a
+newsletter, analyzes its items together (the engine decodes them in parallel) and renders the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import schemas
+from data.prompts import PROMPT_TEMPLATE, chat_format, format_title, prepare_content, render_chat_prompt, render_prompt
+from mcp_server.engine import Engine, EngineConfig, EngineError, Generation
+from mcp_server.grammar import close_json_prefix, fill_missing
+from mcp_server.newsletter import split_newsletter
+from mcp_server.report import render_markdown
+from mcp_server.sanitize import clean_text
+
+log = logging.getLogger(__name__)
+
+MAX_ITEMS = 40
+"""Items analyzed per newsletter; the rest are reported in `notes` (a 1 MB email must not run for an hour)."""
+
+TITLE_CHARS = 300
+"""Longest title kept (training titles are under 200 characters); longer ones are cut and flagged."""
+
+
+class ItemLike(Protocol):
+    """What analyze_items needs of an item (mcp_server.newsletter.NewsItem fits)."""
+
+    title: str
+    content: str
+    url: str | None
+    is_sponsored: bool
+
+
+@dataclass
+class Item:
+    title: str
+    content: str
+    url: str | None = None
+    is_sponsored: bool = False
+
+
+@dataclass
+class Completion:
+    """One model answer: the raw text, the validated analysis and what it cost."""
+
+    raw: str
+    analysis: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finish_reason: str = "stop"
+    """"length" when the token budget cut the answer and it was closed (see grammar.close_json_prefix)."""
+
+
+@dataclass
+class _Prepared:
+    title: str
+    url: str | None
+    is_sponsored: bool
+    truncated: bool
+    prompt: str
+
+
+ProgressFn = Callable[[int, int, dict[str, Any], float], None]
+"""on_item(done, total, result, seconds): called as each item finishes."""
+
+
+class Analyzer:
+    """Thread-safe (the engine serializes generations); loads the model on first use."""
+
+    def __init__(self, config: EngineConfig | None = None, *, max_items: int = MAX_ITEMS):
+        self.config = config or EngineConfig()
+        self.engine = Engine(self.config)
+        self.max_items = max_items
+        fmt = chat_format(self.config.chat_format)
+        self._template_head = fmt.user_start + PROMPT_TEMPLATE[: PROMPT_TEMPLATE.index("{title}")]
+        self._schema = schemas.load_schema("article_analysis")
+
+    # --- the generation path -------------------------------------------------------------------
+
+    def complete(self, user_prompt: str) -> Completion:
+        """Answer one user prompt (e.g. evaluation's reference prompt) with a schema-valid analysis."""
+        return self.complete_many([user_prompt])[0]
+
+    def complete_many(self, user_prompts: Sequence[str], on_done: Callable[[int, Completion], None] | None = None):
+        """`complete` for several prompts, decoded in parallel; results in input order."""
+        chat = [render_chat_prompt(p, self.config.chat_format) for p in user_prompts]
+
+        def finished(index: int, gen: Generation) -> None:
+            if on_done:
+                on_done(index, self._completion(gen))
+
+        gens = self.engine.generate(chat, on_done=finished if on_done else None, shared_prefix=self._template_head)
+        return [self._completion(g) for g in gens]
+
+    def _completion(self, gen: Generation) -> Completion:
+        text = gen.text
+        if gen.finish_reason == "length":
+            log.warning("answer reached max_tokens=%d; closing it at its last complete value", self.config.max_tokens)
+            text = close_json_prefix(text)
+        try:
+            analysis = fill_missing(json.loads(text), self._schema)
+        except ValueError as exc:
+            raise EngineError(f"the model's answer is not JSON ({exc}): {gen.text[:200]!r}") from exc
+        for key, value in analysis.items():
+            if isinstance(value, list):  # a small model repeats list items; the metrics count sets anyway
+                analysis[key] = list(dict.fromkeys(value))
+        problems = schemas.errors("article_analysis", analysis)
+        if problems:
+            raise EngineError(f"the model's answer breaks the schema: {'; '.join(problems)}")
+        return Completion(
+            raw=gen.text,
+            analysis=analysis,
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens,
+            seconds=gen.seconds,
+            finish_reason=gen.finish_reason,
+        )
+
+    # --- items ---------------------------------------------------------------------------------
+
+    def analyze_item(self, title: str, content: str, url: str | None = None, is_sponsored: bool = False) -> dict:
+        """An ArticleResult dict for one item. Raises ValueError when title and content are both empty."""
+        return self.analyze_items([Item(title, content, url, is_sponsored)])[0]
+
+    def analyze_items(self, items: Sequence[ItemLike], on_item: ProgressFn | None = None) -> list[dict[str, Any]]:
+        """ArticleResult dicts for several items, decoded in parallel; results in input order."""
+        prepared = [self._prepare(item) for item in items]
+        started = time.perf_counter()
+        done = [0]
+
+        def finished(index: int, completion: Completion) -> None:
+            done[0] += 1
+            if on_item:
+                on_item(done[0], len(prepared), self._result(prepared[index], completion), completion.seconds)
+
+        completions = self.complete_many([p.prompt for p in prepared], on_done=finished if on_item else None)
+        log.info("%d item(s) analyzed in %.1f s", len(prepared), time.perf_counter() - started)
+        return [self._result(p, c) for p, c in zip(prepared, completions, strict=True)]
+
+    def _result(self, item: _Prepared, completion: Completion) -> dict[str, Any]:
+        result = {
+            "title": item.title,
+            "url": item.url,
+            "is_sponsored": item.is_sponsored,
+            "truncated": item.truncated,
+            **completion.analysis,
+        }
+        schemas.validate("article_result", result)
+        return result
+
+    def _prepare(self, item: ItemLike) -> _Prepared:
+        """Clean, cut as the training data did, render the training prompt, fit the context budget."""
+        title, content = clean_text(item.title or ""), clean_text(item.content or "")
+        if not title and not content:
+            raise ValueError("nothing to analyze: the title and the content are both empty (after cleaning)")
+        url = (clean_text(item.url) or None) if item.url else None
+        truncated = len(title) > TITLE_CHARS
+        title = title[:TITLE_CHARS].rstrip()
+        body, cut = prepare_content(content, bool(item.is_sponsored))
+        shown_title = format_title(title)
+        body, squeezed = self._fit(shown_title, body)
+        return _Prepared(
+            title, url, bool(item.is_sponsored), truncated or cut or squeezed, render_prompt(shown_title, body)
+        )
+
+    def _fit(self, title: str, body: str) -> tuple[str, bool]:
+        """Cut `body` until the chat prompt leaves room for the answer in the context; (body, was_cut)."""
+        budget = self.config.n_ctx - self.config.max_tokens
+        limit = budget * 8  # a cheap first cut before tokenizing: text this long never fits in practice
+        body, cut = body[:limit], len(body) > limit
+        while True:
+            chat = render_chat_prompt(render_prompt(title, body), self.config.chat_format)
+            n = len(self.engine.tokenize(chat))
+            if n <= budget:
+                return body, cut
+            if not body:
+                raise ValueError(f"the title alone needs {n} tokens; the context allows {budget}")
+            keep = max(0, int(len(body) * budget / n) - 16)
+            body, cut = body[:keep].rstrip(), True
+
+    # --- newsletters ---------------------------------------------------------------------------
+
+    def analyze_newsletter(
+        self, text: str, fmt: str = "auto", source: str | None = None, on_item: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """A NewsletterReport dict: the newsletter's items (at most `max_items`), analyzed, with a Markdown report."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        if not text or not text.strip():
+            raise ValueError("nothing to analyze: the newsletter text is empty")
+        newsletter = split_newsletter(text, fmt)
+        notes: list[str] = []
+        items = [i for i in newsletter.items if clean_text(i.title or "") or clean_text(i.content or "")]
+        if len(items) < len(newsletter.items):
+            notes.append(f"{len(newsletter.items) - len(items)} item(s) without text were skipped")
+        if not newsletter.items:
+            notes.append("no items were found in the newsletter")
+        if len(items) > self.max_items:
+            notes.append(f"{len(items)} items found; analyzed the first {self.max_items} (the per-newsletter limit)")
+            items = items[: self.max_items]
+        results = self.analyze_items(items, on_item=on_item) if items else []
+        report: dict[str, Any] = {
+            "source": clean_text(source) if source else newsletter.source,
+            "subject": newsletter.subject,
+            "date": newsletter.date,
+            "format": newsletter.format,
+            "items_found": len(newsletter.items),
+            "notes": notes,
+            "items": results,
+            "markdown": "",
+        }
+        report["markdown"] = render_markdown(report)
+        schemas.validate("newsletter_report", report)
+        return report

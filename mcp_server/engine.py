@@ -1,0 +1,507 @@
+"""The llama.cpp engine: one model and context, loaded once, greedy decoding under a JSON-Schema grammar.
+
+It knows nothing about news: it turns chat-formatted prompts into answer texts. What it adds over
+`llama_cpp.Llama`:
+
+- **Fast grammar.** Masking all 262k vocabulary entries with the grammar every step cost 3x the
+  decoding time. We take the greedy token first and ask the grammar about that one token; only when
+  it is rejected do we mask the 64 best tokens, and only when all of those fail, the whole vocabulary.
+  The chosen token is the same as full masking would choose (the best allowed token).
+- **Several prompts at once.** The prompts of one newsletter decode together, one sequence each,
+  in a single batch per step: a step costs far less than one step per sequence.
+- **Prefix reuse.** Each sequence keeps its KV cache; a new prompt reuses the tokens it shares with
+  the previous prompt in that sequence.
+- **A lock.** One context runs one generation at a time; MCP tool calls arrive on worker threads.
+
+`llama_cpp` is imported on first load only, so importing this module (e.g. for the MCP server's
+start-up) stays cheap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mcp_server.grammar import json_schema_to_gbnf
+from schemas import load_schema
+
+log = logging.getLogger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+TOP_K_FALLBACK = 64
+"""Candidates masked before the whole vocabulary when the greedy token breaks the grammar."""
+
+PROMPT_CHUNK = 32
+"""Prompts are decoded in chunks that start at multiples of this position, each in a decode call of its own.
+
+llama.cpp's numbers for a token depend slightly on how many tokens share its decode call (kernel
+choice); greedy decoding of a small model can flip on such differences. Fixed chunks make every
+prompt compute the same way whatever ran before, so answers are deterministic, and cached chunks
+from the previous prompt of a sequence can be reused without changing the result. The shared
+head of the prompt template is a chunk of its own (see `Engine.generate(shared_prefix=...)`).
+"""
+
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+"""Memory layout of llama.cpp's `llama_token_data`."""
+
+LLAMA_LOG_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+"""ggml log level (1 debug, 2 info, 3 warn, 4 error; 5 continues the previous line) -> Python level.
+llama.cpp's INFO chatter (model metadata, buffer sizes) is DEBUG for us."""
+
+
+class EngineError(RuntimeError):
+    """The model could not be loaded or run (missing/corrupt file, bad adapter, context too small)."""
+
+
+@dataclass
+class EngineConfig:
+    """What to run and how. Every field has a CLI flag and an environment variable (see mcp_server.commands)."""
+
+    model_path: str | None = None
+    """GGUF model; None -> the embedded Gemma 3 270M Q4_K_M."""
+    lora_path: str | None = None
+    """GGUF LoRA adapter applied on top of model_path."""
+    lora_scale: float = 1.0
+    n_threads: int | None = None
+    """CPU threads for decoding and prompt processing; None -> min(2, cpu count)."""
+    n_ctx: int = 2048
+    """Context per sequence: prompt plus answer."""
+    n_gpu_layers: int = 0
+    """Layers offloaded to a GPU when llama.cpp was built with one (-1: all); ignored otherwise."""
+    chat_format: str = "gemma"
+    max_tokens: int = 320
+    """Answer budget; an answer cut off by it is closed into a valid object (finish_reason "length")."""
+    seed: int = 0
+    """Unused by greedy decoding; kept so a sampling mode can be added without changing the API."""
+    n_parallel: int = 4
+    """Sequences decoded together when several prompts are given at once."""
+
+    def threads(self) -> int:
+        return self.n_threads or max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass
+class Generation:
+    """One answer text and what it cost."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    finish_reason: str
+    """"stop" (the answer ended by itself) or "length" (max_tokens reached)."""
+    reused_tokens: int = 0
+    """Prompt tokens found in the KV cache (shared with the previous prompt of the same sequence)."""
+    grammar_fallbacks: int = 0
+    """Steps where the greedy token broke the grammar and a masked choice was needed."""
+
+
+@dataclass
+class _Job:
+    index: int
+    prompt: list[int]
+    max_tokens: int
+    started: float
+    boundaries: list[int]
+    """Where the prompt's chunks end (see PROMPT_CHUNK)."""
+    pending: list[int] = field(default_factory=list)
+    generated: list[int] = field(default_factory=list)
+    text: bytearray = field(default_factory=bytearray)
+    reused: int = 0
+    fallbacks: int = 0
+    logits_row: int = -1
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    """Tokens the KV cache holds for this sequence, in order."""
+    prompt_len: int = 0
+    """How many of `cached` are prompt tokens (reusable); the rest were generated."""
+    job: _Job | None = None
+    grammar: Any = None
+
+
+class _Candidates:
+    """A reusable `llama_token_data_array` over a numpy buffer, for applying the grammar sampler."""
+
+    def __init__(self, llama_cpp: Any, capacity: int):
+        self._llama_cpp = llama_cpp
+        self.data = np.zeros(capacity, dtype=TOKEN_DATA)
+        self.array = llama_cpp.llama_token_data_array(
+            data=self.data.ctypes.data_as(llama_cpp.llama_token_data_p), size=0, selected=-1, sorted=False
+        )
+        self._ref = ctypes.byref(self.array)
+
+    def best_allowed(self, grammar: Any, ids: np.ndarray, logits: np.ndarray) -> int | None:
+        """The highest-logit token among `ids` (ascending ids) that the grammar allows, or None."""
+        n = len(ids)
+        self.data["id"][:n] = ids
+        self.data["logit"][:n] = logits
+        self.data["p"][:n] = 0.0
+        self.array.size, self.array.selected, self.array.sorted = n, -1, False
+        self._llama_cpp.llama_sampler_apply(grammar, self._ref)
+        masked = self.data["logit"][:n]
+        best = int(np.argmax(masked))
+        return None if masked[best] == -np.inf else int(self.data["id"][best])
+
+
+class Engine:
+    """Owns the llama.cpp model and context. Thread-safe; loads on first use (or `load()`)."""
+
+    def __init__(self, config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+        self._lock = threading.Lock()
+        self._loaded = False
+        self.load_seconds: float | None = None
+        self.model_path: Path | None = None
+
+    # --- loading -------------------------------------------------------------------------------
+
+    def load(self) -> Engine:
+        """Load the model now (idempotent). Raises EngineError naming the path when it cannot."""
+        with self._lock:
+            if not self._loaded:
+                self._load()
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        cfg = self.config
+        model_path = Path(cfg.model_path) if cfg.model_path else _embedded_model()
+        _check_gguf(model_path, "model")
+        if cfg.lora_path:
+            _check_gguf(Path(cfg.lora_path), "LoRA adapter")
+
+        import llama_cpp  # heavy (ctypes library load): kept off the server's start-up path
+
+        _route_llama_logs(llama_cpp)
+        llama_cpp.llama_backend_init()
+        self._llama_cpp = lc = llama_cpp
+
+        model_params = lc.llama_model_default_params()
+        if cfg.n_gpu_layers and not lc.llama_supports_gpu_offload():
+            log.warning("n_gpu_layers=%d ignored: this llama.cpp build has no GPU offload", cfg.n_gpu_layers)
+        elif cfg.n_gpu_layers:
+            model_params.n_gpu_layers = cfg.n_gpu_layers
+        self._model = lc.llama_model_load_from_file(str(model_path).encode(), model_params)
+        if not self._model:
+            raise EngineError(f"llama.cpp could not load the model file {model_path} (corrupt or unsupported GGUF)")
+        self._vocab = lc.llama_model_get_vocab(self._model)
+        self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+
+        n_parallel = max(1, cfg.n_parallel)
+        ctx_params = lc.llama_context_default_params()
+        ctx_params.n_ctx = cfg.n_ctx * n_parallel  # each sequence gets n_ctx (the KV cache is split per sequence)
+        batch_size = max(PROMPT_CHUNK, n_parallel)
+        ctx_params.n_batch = ctx_params.n_ubatch = batch_size
+        ctx_params.n_seq_max = n_parallel
+        ctx_params.n_threads = ctx_params.n_threads_batch = cfg.threads()
+        ctx_params.swa_full = True  # sliding-window layers keep the whole sequence, so prefixes can be reused
+        ctx_params.no_perf = True
+        self._ctx = lc.llama_init_from_model(self._model, ctx_params)
+        if not self._ctx:
+            lc.llama_model_free(self._model)
+            raise EngineError(f"llama.cpp could not create a context of {ctx_params.n_ctx} tokens for {model_path}")
+        self._memory = lc.llama_get_memory(self._ctx)
+
+        if cfg.lora_path:
+            self._lora = lc.llama_adapter_lora_init(self._model, str(cfg.lora_path).encode())
+            if not self._lora:
+                self.close()
+                raise EngineError(f"llama.cpp could not load the LoRA adapter {cfg.lora_path} for {model_path}")
+            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(self._lora)
+            scales = (ctypes.c_float * 1)(cfg.lora_scale)
+            if lc.llama_set_adapters_lora(self._ctx, adapters, 1, scales):
+                self.close()
+                raise EngineError(f"the LoRA adapter {cfg.lora_path} does not fit the model {model_path}")
+
+        self.grammar_text = json_schema_to_gbnf(load_schema("article_analysis"))
+        self._slots = [_Slot(seq_id=i) for i in range(n_parallel)]
+        for slot in self._slots:
+            slot.grammar = lc.llama_sampler_init_grammar(self._vocab, self.grammar_text.encode(), b"root")
+            if not slot.grammar:
+                self.close()
+                raise EngineError("llama.cpp rejected the answer grammar built from schemas/article_analysis")
+        self._batch = lc.llama_batch_init(batch_size, 0, 1)
+        self._one = _Candidates(lc, 1)
+        self._top = _Candidates(lc, TOP_K_FALLBACK)
+        self._all = _Candidates(lc, self.n_vocab)
+        self._all_ids = np.arange(self.n_vocab, dtype=np.int32)
+        self._pieces: dict[int, bytes] = {}
+        self.model_path = model_path
+        self._loaded = True
+        self.load_seconds = time.perf_counter() - started
+        log.info("model %s loaded in %.2f s (%d threads)", model_path, self.load_seconds, cfg.threads())
+
+    def close(self) -> None:
+        """Free the native model, context, samplers and batch (the engine can load again afterwards)."""
+        lc = getattr(self, "_llama_cpp", None)
+        if lc is None:
+            return
+        for slot in getattr(self, "_slots", []):
+            if slot.grammar:
+                lc.llama_sampler_free(slot.grammar)
+        self._slots = []
+        if getattr(self, "_batch", None) is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "_ctx", None):
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        if getattr(self, "_lora", None):
+            lc.llama_adapter_lora_free(self._lora)
+            self._lora = None
+        if getattr(self, "_model", None):
+            lc.llama_model_free(self._model)
+            self._model = None
+        self._loaded = False
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        """Token ids of `text`; special-token texts (e.g. <start_of_turn>) become their special tokens."""
+        self.load()
+        return self._tokenize(text, add_bos)
+
+    def _tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        lc, data = self._llama_cpp, text.encode("utf-8")
+        room = len(data) + 8
+        while True:
+            buf = (lc.llama_token * room)()
+            n = lc.llama_tokenize(self._vocab, data, len(data), buf, room, add_bos, True)
+            if n >= 0:
+                return list(buf[:n])
+            room = -n
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(128)
+            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            piece = buf.raw[: max(n, 0)]
+            self._pieces[token] = piece
+        return piece
+
+    # --- generation ----------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        constrained: bool = True,
+        max_tokens: int | None = None,
+        on_done: Callable[[int, Generation], None] | None = None,
+        shared_prefix: str | None = None,
+    ) -> list[Generation]:
+        """Answer each chat-formatted prompt (greedy); results in prompt order.
+
+        `constrained=False` decodes without the grammar (benchmarks compare the two). `on_done(i, gen)`
+        is called as each answer finishes (answers finish out of order when prompts run in parallel).
+        `shared_prefix`: text most prompts start with (the prompt template's head); its tokens become
+        a chunk of their own, computed once per sequence and reused by every later prompt.
+        """
+        budget = max_tokens or self.config.max_tokens
+        with self._lock:
+            if not self._loaded:
+                self._load()
+            tokenized = [self._tokenize(p) for p in prompts]
+            head = self._tokenize(shared_prefix) if shared_prefix else []
+            for i, tokens in enumerate(tokenized):
+                if len(tokens) + budget > self.config.n_ctx:
+                    raise EngineError(
+                        f"prompt {i} has {len(tokens)} tokens; with {budget} answer tokens it exceeds "
+                        f"the context of {self.config.n_ctx} (shorten the input or raise n_ctx)"
+                    )
+            return self._run(tokenized, budget, constrained, on_done, head)
+
+    def _run(self, prompts, budget, constrained, on_done, head) -> list[Generation]:
+        """Continuous batching: free slots take the next prompt; each round runs one prompt chunk and
+        one step of every answering sequence (never both in one decode call: see PROMPT_CHUNK)."""
+        waiting = list(range(len(prompts)))[::-1]  # a stack: pop() takes the next prompt in order
+        results: list[Generation | None] = [None] * len(prompts)
+        while waiting or any(s.job for s in self._slots):
+            for slot in self._slots:
+                if slot.job is None and waiting:
+                    index = waiting.pop()
+                    self._assign(
+                        slot,
+                        _Job(index, prompts[index], budget, time.perf_counter(), _boundaries(prompts[index], head)),
+                    )
+            answering = [s for s in self._slots if s.job and s.job.generated]
+            prefilling = [s for s in self._slots if s.job and not s.job.generated]
+            rounds = [[(s, s.job.pending[:1]) for s in answering]] if answering else []
+            if prefilling:
+                job, cached = prefilling[0].job, len(prefilling[0].cached)
+                end = next(b for b in job.boundaries if b > cached)
+                rounds.append([(prefilling[0], job.pending[: end - cached])])
+            for parts in rounds:
+                self._decode(parts)
+                for slot, _ in parts:
+                    job = slot.job
+                    if job.logits_row < 0:
+                        continue
+                    reason = self._step(slot, job, constrained)
+                    if reason:
+                        results[job.index] = gen = self._finish(slot, job, reason)
+                        if on_done:
+                            on_done(job.index, gen)
+        return [r for r in results if r is not None]
+
+    def _assign(self, slot: _Slot, job: _Job) -> None:
+        """Start `job` in `slot`, keeping the cached prompt chunks it shares with the slot's last prompt."""
+        lc = self._llama_cpp
+        keep = 0
+        limit = min(slot.prompt_len, len(job.prompt) - 1)  # the last prompt token must run for fresh logits
+        while keep < limit and slot.cached[keep] == job.prompt[keep]:
+            keep += 1
+        keep = max(
+            b for b in (0, *job.boundaries) if b <= keep
+        )  # whole chunks only: the rest computes as without reuse
+        if not lc.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1):
+            lc.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
+            keep = 0
+        del slot.cached[keep:]
+        slot.prompt_len = len(job.prompt)
+        job.reused, job.pending = keep, job.prompt[keep:]
+        lc.llama_sampler_reset(slot.grammar)
+        slot.job = job
+
+    def _decode(self, parts: list[tuple[_Slot, list[int]]]) -> None:
+        """One llama_decode over the given tokens of each slot; logits for the last token of a prompt or answer."""
+        batch, n = self._batch, 0
+        for slot, tokens in parts:
+            job = slot.job
+            for token in tokens:
+                batch.token[n] = token
+                batch.pos[n] = len(slot.cached)
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.seq_id
+                batch.logits[n] = 0
+                slot.cached.append(token)
+                n += 1
+            del job.pending[: len(tokens)]
+            if not job.pending:
+                batch.logits[n - 1] = 1
+                job.logits_row = n - 1
+        batch.n_tokens = n
+        status = self._llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
+
+    def _step(self, slot: _Slot, job: _Job, constrained: bool) -> str | None:
+        """Choose the next token of one sequence; returns a finish reason when its answer is complete."""
+        lc = self._llama_cpp
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, job.logits_row), shape=(self.n_vocab,))
+        job.logits_row = -1
+        token = int(np.argmax(logits))
+        if constrained:
+            token = self._grammar_choice(slot.grammar, logits, token, job)
+            lc.llama_sampler_accept(slot.grammar, token)
+        if lc.llama_vocab_is_eog(self._vocab, token):
+            return "stop"
+        job.generated.append(token)
+        piece = self._piece(token)
+        job.text += piece
+        if constrained and b"}" in piece and _is_complete_json(job.text):
+            return "stop"
+        if len(job.generated) >= job.max_tokens:
+            return "length"
+        job.pending = [token]
+        return None
+
+    def _grammar_choice(self, grammar: Any, logits: np.ndarray, greedy: int, job: _Job) -> int:
+        """The greedy token if the grammar allows it, else the best token it allows."""
+        if self._one.best_allowed(grammar, np.array([greedy], dtype=np.int32), logits[[greedy]]) is not None:
+            return greedy
+        job.fallbacks += 1
+        top = np.sort(np.argpartition(logits, -TOP_K_FALLBACK)[-TOP_K_FALLBACK:]).astype(np.int32)
+        token = self._top.best_allowed(grammar, top, logits[top])
+        if token is None:
+            token = self._all.best_allowed(grammar, self._all_ids, logits)
+        if token is None:
+            raise EngineError("the grammar allows no token here (grammar and vocabulary disagree)")
+        return token
+
+    def _finish(self, slot: _Slot, job: _Job, reason: str) -> Generation:
+        slot.job = None
+        return Generation(
+            text=job.text.decode("utf-8", errors="replace"),
+            prompt_tokens=len(job.prompt),
+            completion_tokens=len(job.generated),
+            seconds=time.perf_counter() - job.started,
+            finish_reason=reason,
+            reused_tokens=job.reused,
+            grammar_fallbacks=job.fallbacks,
+        )
+
+
+def _boundaries(prompt: list[int], head: list[int]) -> list[int]:
+    """Chunk ends of a prompt: after the shared head (when the prompt starts with it), every
+    PROMPT_CHUNK positions, and at the end. They depend on the prompt alone, never on history."""
+    shared = 0
+    while shared < min(len(head), len(prompt) - 1) and head[shared] == prompt[shared]:
+        shared += 1
+    ends = {shared, *range(PROMPT_CHUNK, len(prompt), PROMPT_CHUNK), len(prompt)}
+    return sorted(e for e in ends if e > 0)
+
+
+def _is_complete_json(text: bytearray) -> bool:
+    try:
+        json.loads(text.decode("utf-8"))
+    except ValueError:
+        return False
+    return True
+
+
+def _embedded_model() -> Path:
+    from mcp_server.models import embedded_base_model
+
+    return embedded_base_model()
+
+
+def _check_gguf(path: Path, what: str) -> None:
+    """Fail early, naming the path, instead of letting llama.cpp abort on a bad file."""
+    if not path.is_file():
+        raise EngineError(f"{what} file not found: {path}")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != GGUF_MAGIC:
+        raise EngineError(f"{what} file {path} is not a GGUF file (it starts with {magic!r}, expected b'GGUF')")
+
+
+_log_callback: Any = None
+
+
+def _route_llama_logs(llama_cpp: Any) -> None:
+    """Send llama.cpp's C-level log lines to Python logging (stderr), never to stdout."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    logger = logging.getLogger("llama_cpp")
+    last = [logging.DEBUG]
+
+    def forward(level: int, text: bytes, _user_data: Any) -> None:
+        if level != 5:
+            last[0] = LLAMA_LOG_LEVELS.get(level, logging.DEBUG)
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message:
+            logger.log(last[0], "%s", message)
+
+    _log_callback = llama_cpp.llama_log_callback(forward)  # kept referenced: C holds the pointer
+    llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
