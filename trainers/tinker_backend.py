@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -58,6 +58,7 @@ from trainers.tinker_convert import convert as convert_adapter
 CHECKPOINT_FILE = "tinker_checkpoint.json"
 DOWNLOAD_DIR = "tinker_adapter"
 LOSS_FN = "cross_entropy"
+ACCESS_CHECK_SECONDS = 60
 
 CHAT_FORMAT_BY_MODEL_PREFIX: dict[str, str] = {
     "meta-llama/Llama-3": "llama3",
@@ -180,14 +181,35 @@ def mean_nll(output: Any, datums: Sequence[Any]) -> tuple[float, int]:
 
 
 def make_service_client() -> Any:
-    """A real ServiceClient, after checking that the SDK will find credentials."""
-    import tinker
+    """A real ServiceClient, once the service has answered one request with the configured credential.
 
-    stored = Path.home() / ".tinker" / "credentials.json"
-    if not (os.environ.get("TINKER_API_KEY") or os.environ.get("TINKER_CREDENTIAL_CMD") or stored.is_file()):
+    The SDK waits for a stalled service up to two hours by design (its requests queue); a single
+    unretried request, bounded by ACCESS_CHECK_SECONDS, turns a missing key, a rejected key or an
+    unreachable service into an error at once.
+    """
+    import tinker
+    from tinker import auth
+
+    if not auth.tinker_has_credentials():
         raise RuntimeError(
             "the tinker backend needs an API key: export TINKER_API_KEY=tml-... (or run `tinker auth login`)"
         )
+    outcome: list[BaseException | None] = []
+
+    def check() -> None:
+        try:
+            auth.raise_if_tinker_not_accessible()
+            outcome.append(None)
+        except BaseException as exc:  # reported below, in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=check, name="tinker-access-check", daemon=True)
+    thread.start()
+    thread.join(ACCESS_CHECK_SECONDS)
+    if not outcome:
+        raise RuntimeError(f"the Tinker service did not answer within {ACCESS_CHECK_SECONDS} s (network or outage?)")
+    if outcome[0] is not None:
+        raise RuntimeError(f"Tinker is not accessible: {outcome[0]}") from outcome[0]
     return tinker.ServiceClient(user_metadata={"project": "news-enhancer"})
 
 
