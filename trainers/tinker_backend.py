@@ -279,7 +279,10 @@ def train(
         return result
     finally:
         if owns_client:
-            service_client.close(status).result()
+            try:
+                service_client.close(status).result()
+            except Exception as exc:  # never hide the training error behind a failed goodbye
+                _log(f"warning: closing the Tinker session failed: {exc}")
 
 
 def _train(
