@@ -204,9 +204,10 @@ class _Run:
     def process(self, message_id: str) -> None:
         st = self.state.get(message_id)
         already_uploaded = st.reached("uploaded")
+        resumed = f" (done before: {st.stage})" if st.reached("fetched") else ""
         if not st.reached("fetched"):
             st = self.fetch(message_id)
-        _say(f"{message_id}: {st.subject or '(no subject)'} [{st.stage}]")
+        _say(f"{message_id}: {st.subject or '(no subject)'}{resumed}")
         if not st.reached("analyzed"):
             st = self.analyze(st)
         self.summary.items += len(st.report["items"]) if st.report else 0

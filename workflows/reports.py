@@ -81,7 +81,7 @@ def render_digest(
     )[:TOP_ITEMS]
     lines += ["## Top items", ""]
     if not ranked:
-        lines += [f"No item scored {TOP_MIN_SCORE} or more.", ""]
+        lines.append(f"No item scored {TOP_MIN_SCORE} or more.")
     for rank, (item, entry) in enumerate(ranked, 1):
         line = f"{rank}. **{link(clean_title(item['title']), item.get('url'))}** ({item['relevance_score']}/10)"
         if item.get("summary"):
@@ -104,7 +104,7 @@ def render_digest(
     lines.append("")
 
     for heading, key in (("Companies", "company_names"), ("Tags", "key_insights")):
-        counts = Counter(name for item, _ in items for name in item.get(key, []))
+        counts = Counter(name for item, _ in items for name in dict.fromkeys(item.get(key, [])))  # once per item
         if counts:
             top = counts.most_common(TOP_COUNTS)
             lines += [f"## {heading}", "", ", ".join(f"{escape(name)} ({n})" for name, n in top), ""]
