@@ -1,5 +1,6 @@
 """Loss on answer tokens only: labels are -100 on every prompt token and only there."""
 
+import pytest
 import torch
 
 from data.convert import IGNORE_INDEX, to_prompt_completion, tokenize_prompt_completion, tokenize_records
@@ -58,3 +59,18 @@ def test_answer_only_head_gives_the_full_head_loss(gemma_tokenizer, sample_recor
     assert n_fast == n_full == sum(e.answer_tokens for e in tokenize_records(gemma_tokenizer, sample_records))
     assert torch.allclose(fast, full, rtol=1e-5)
     assert torch.allclose(fast / n_fast, reference, rtol=1e-5)
+
+
+def test_training_tokens_are_the_tokens_llama_cpp_serves(gemma_tokenizer, sample_records, base_checkpoint_dir):
+    """Train/serve parity: the HF tokenizer splits prompt and answer exactly as llama.cpp does on the GGUF."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import json
+
+    gguf = json.loads((base_checkpoint_dir / "news_enhancer_base.json").read_text())["source_file"]
+    vocab = llama_cpp.Llama(gguf, vocab_only=True, verbose=False)
+    for record in sample_records:
+        pair = to_prompt_completion(record)
+        example = tokenize_prompt_completion(gemma_tokenizer, pair["prompt"], pair["completion"])
+        served_prompt = vocab.tokenize(pair["prompt"].encode(), add_bos=True, special=True)
+        served_answer = vocab.tokenize(pair["completion"].encode(), add_bos=False, special=True)
+        assert example.input_ids == served_prompt + served_answer
