@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -167,3 +168,37 @@ def convert(archive_or_dir: str | Path, out_dir: str | Path, base_model: str | N
         config.save_pretrained(str(out_dir))
         save_file(tensors, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     return ConvertedAdapter(out_dir, rank, alpha, targets, len(tensors))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trainers.tinker_convert SOURCE OUT_DIR [--base-model ID]`: convert a downloaded adapter."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trainers.tinker_convert", description=main.__doc__)
+    parser.add_argument(
+        "source", help="Tinker adapter directory or .tar archive (e.g. from `tinker checkpoint download`)"
+    )
+    parser.add_argument("out_dir", help="where the PEFT adapter is written")
+    parser.add_argument("--base-model", help="recorded as base_model_name_or_path in the PEFT config")
+    args = parser.parse_args(argv)
+    try:
+        result = convert(args.source, args.out_dir, args.base_model)
+    except (TinkerAdapterError, FileNotFoundError, ValueError) as exc:
+        print(f"tinker_convert: {exc}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "adapter": str(result.path),
+                "r": result.rank,
+                "lora_alpha": result.alpha,
+                "target_modules": result.target_modules,
+                "tensors": result.tensors,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import save_file
 
 from tests.trainers.tinker_fakes import make_tiny_model
-from trainers.tinker_convert import TinkerAdapterError, convert, tinker_to_peft
+from trainers.tinker_convert import TinkerAdapterError, convert, main, tinker_to_peft
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
 
@@ -119,3 +119,12 @@ def test_archive_entries_escaping_the_folder_are_refused(tmp_path):
     with pytest.raises(TinkerAdapterError, match="unsafe entry"):
         tinker_to_peft(archive, tmp_path / "out")
     assert not (tmp_path / "adapter_config.json").exists()
+
+
+def test_command_line_converts_and_reports_errors(trained_like, tmp_path, capsys):
+    _, state, tinker_dir = trained_like
+    assert main([str(tinker_dir), str(tmp_path / "peft"), "--base-model", "tiny"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["r"] == 4 and report["tensors"] == 30 and "lm_head" in report["target_modules"]
+    assert main([str(tmp_path / "missing"), str(tmp_path / "out")]) == 1
+    assert "not found" in capsys.readouterr().err
