@@ -3,9 +3,9 @@
 llama.cpp applies an adapter as `W x + scale * B (A x)` with `scale = lora_scale * alpha / rank`, where `alpha`
 is one number for the whole file (`adapter.lora.alpha`) and `rank` is each A's row count. PEFT's scale is
 `lora_alpha / r` (or `lora_alpha / sqrt(r)` with rank-stabilized LoRA, and per-module values with
-`rank_pattern`/`alpha_pattern`). We write `alpha = scale * r` of the first module, which keeps A and B exactly
-as trained; any module whose scale differs gets the ratio folded into its B, so every module's
-effective scale equals PEFT's.
+`rank_pattern`/`alpha_pattern`). We write the `alpha = scale * r` that most modules share, which keeps their
+A and B exactly as trained; a module whose scale differs gets the ratio folded into its B, so every
+module's effective scale equals PEFT's.
 
 Tensor names: `get_tensor_name_map(arch, n_layers).get_name(<hf module>) + ".weight.lora_a" / ".weight.lora_b"`,
 A as (r, in) and B as (out, r), i.e. as PEFT stores them. Every module is checked against the base GGUF's
@@ -19,6 +19,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,8 +130,9 @@ def convert_adapter(adapter: PeftAdapter, base: GgufModel) -> GgufLora:
     spec: ArchSpec = arch_for_gguf(base.architecture)
     name_map = get_tensor_name_map(spec.gguf_arch, base.block_count)
     modules = sorted(adapter.lora_a, key=_module_order)
-    first = modules[0]
-    alpha = adapter.scale(first) * adapter.lora_a[first].shape[0]
+    # The file's alpha is the one most modules need (scale * rank); the others get their ratio folded into B.
+    alphas = Counter(round(adapter.scale(m) * adapter.lora_a[m].shape[0], 6) for m in modules)
+    alpha = alphas.most_common(1)[0][0]
 
     tensors: dict[str, np.ndarray] = {}
     unknown, problems = [], []
@@ -213,6 +215,6 @@ def export_lora_gguf(
 
 
 def _module_order(module: str) -> tuple[int, str]:
-    """Layer number first, so files list layers in order (and 'first module' is stable)."""
+    """Layer number first, so files list layers in order."""
     match = re.search(r"\.layers\.(\d+)\.", module)
     return (int(match[1]) if match else -1, module)

@@ -1,0 +1,83 @@
+"""The manifest beside every exported GGUF: the project's one `trainers.manifest.Manifest`, kind "gguf".
+
+`adapter.gguf` gets `adapter.manifest.json` (one GGUF per manifest, so a base, an adapter and a merged model
+can share a directory). What goes where:
+- `base_model`: the base GGUF (path, sha256) and the dense checkpoint transformers used;
+- `config`: how the export ran (mode, output type, quantization, chat format, parity settings);
+- `metrics`: file size, export seconds, and the parity report (`metrics["parity"]`);
+- `extra`: the file and its sha256, the adapter (path, sha256 of its weights) and the adapter's own
+  training manifest, so one JSON answers "what is this file and where did it come from".
+Evaluation adds its summary under `metrics["evaluation"]` when it runs on the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainers.base_model import file_sha256
+from trainers.manifest import MANIFEST_NAME, Manifest
+
+KIND = "gguf"
+
+
+def manifest_path_for(gguf_path: str | Path) -> Path:
+    """`dir/model.gguf` -> `dir/model.manifest.json`."""
+    gguf_path = Path(gguf_path)
+    return gguf_path.with_name(gguf_path.stem + ".manifest.json")
+
+
+def adapter_record(adapter_dir: str | Path | None) -> dict[str, Any]:
+    """Path and weights hash of a PEFT adapter, plus its training manifest when it has one."""
+    if adapter_dir is None:
+        return {}
+    adapter_dir = Path(adapter_dir)
+    record: dict[str, Any] = {"path": str(adapter_dir.resolve())}
+    weights = adapter_dir / "adapter_model.safetensors"
+    if weights.is_file():
+        record["weights_sha256"] = file_sha256(weights)
+    if (adapter_dir / MANIFEST_NAME).is_file():
+        record["training_manifest"] = Manifest.read(adapter_dir).to_dict()
+    return record
+
+
+def gguf_manifest(
+    gguf_path: str | Path,
+    *,
+    mode: str,
+    base_gguf: str | Path | None,
+    hf_base: str | None = None,
+    adapter_dir: str | Path | None = None,
+    quantization: str | None = None,
+    config: dict[str, Any] | None = None,
+    parity: dict[str, Any] | None = None,
+    export_seconds: float | None = None,
+) -> Manifest:
+    """Describe one exported GGUF (`mode`: "lora", "merged" or "base")."""
+    gguf_path = Path(gguf_path)
+    base: dict[str, Any] = {}
+    if base_gguf is not None:
+        base = {"gguf": str(Path(base_gguf).resolve()), "gguf_sha256": file_sha256(Path(base_gguf))}
+    if hf_base is not None:
+        base["hf_checkpoint"] = str(hf_base)
+    metrics: dict[str, Any] = {"size_bytes": gguf_path.stat().st_size}
+    if export_seconds is not None:
+        metrics["export_seconds"] = round(export_seconds, 2)
+    if parity is not None:
+        metrics["parity"] = parity
+    return Manifest(
+        kind=KIND,
+        config={"mode": mode, "quantization": quantization, **(config or {})},
+        base_model=base,
+        metrics=metrics,
+        extra={
+            "file": str(gguf_path.resolve()),
+            "sha256": file_sha256(gguf_path),
+            "adapter": adapter_record(adapter_dir),
+        },
+    )
+
+
+def write_manifest(manifest: Manifest, gguf_path: str | Path) -> Path:
+    path = manifest_path_for(gguf_path)
+    return manifest.write(path.parent, path.name)

@@ -1,0 +1,81 @@
+"""`news-enhancer export` end to end on the tiny Gemma: files, manifest, parity verdict, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from export import cli, lora_gguf
+from export.manifest import manifest_path_for
+from mcp_server.cli import main as news_enhancer
+from tests.export.conftest import TRAIN_SAMPLE
+from trainers.base_model import file_sha256
+
+
+def _args(setup, out, *extra):
+    return [
+        "export",
+        "--adapter", str(setup.adapter_dir),
+        "--base", str(setup.base_gguf),
+        "--hf-base", str(setup.hf_dir),
+        "--out", str(out),
+        "--parity-data", str(TRAIN_SAMPLE),
+        "--parity-k", "2",
+        "--parity-max-tokens", "12",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_lora_export_writes_gguf_and_manifest_with_parity(gemma_setup, tmp_path, capsys):
+    out = tmp_path / "news-lora.gguf"
+    assert news_enhancer(_args(gemma_setup, out)) == 0
+    manifest = json.loads(manifest_path_for(out).read_text())
+    assert manifest["kind"] == "gguf"
+    assert manifest["config"]["mode"] == "lora"
+    assert manifest["config"]["quantization"] == "f32"
+    assert manifest["extra"]["sha256"] == file_sha256(out)
+    assert manifest["metrics"]["size_bytes"] == out.stat().st_size
+    assert manifest["base_model"]["gguf_sha256"] == file_sha256(gemma_setup.base_gguf)
+    adapter = manifest["extra"]["adapter"]
+    assert adapter["weights_sha256"] == file_sha256(gemma_setup.adapter_dir / "adapter_model.safetensors")
+    parity = manifest["metrics"]["parity"]
+    assert parity["passed"] is True and parity["prompts"] == 2
+    assert parity["variants"][0]["name"] == "lora"
+    err = capsys.readouterr().err
+    assert "export: LoRA GGUF" in err and "parity: prompt 2/2" in err and "PASS" in err
+
+
+def test_merged_export_through_the_cli(gemma_setup, tmp_path):
+    out = tmp_path / "news-merged.gguf"
+    assert news_enhancer(_args(gemma_setup, out, "--merge", "--outtype", "f32")) == 0
+    manifest = json.loads(manifest_path_for(out).read_text())
+    assert manifest["config"]["mode"] == "merged"
+    assert manifest["metrics"]["parity"]["variants"][0]["name"] == "merged"
+    assert manifest["metrics"]["parity"]["passed"] is True
+
+
+def test_broken_export_fails_loudly_and_is_set_aside(gemma_setup, tmp_path, monkeypatch, capsys):
+    real_write = lora_gguf.write_gguf_lora
+
+    def write_without_alpha(lora, out_path, dtype="f32"):
+        lora.alpha /= 2  # a lost alpha scale, the classic exporter bug
+        return real_write(lora, out_path, dtype)
+
+    monkeypatch.setattr(lora_gguf, "write_gguf_lora", write_without_alpha)
+    out = tmp_path / "broken.gguf"
+    assert news_enhancer(_args(gemma_setup, out)) == 1
+    assert not out.exists()
+    assert (tmp_path / ("broken.gguf" + cli.FAILED_SUFFIX)).is_file()
+    manifest = json.loads(manifest_path_for(out).read_text())
+    assert manifest["metrics"]["parity"]["passed"] is False
+    err = capsys.readouterr().err
+    assert "parity check FAILED" in err and "do not serve it" in err
+
+
+def test_bad_input_is_a_clear_error(gemma_setup, tmp_path, capsys):
+    assert news_enhancer(["export", "--adapter", str(tmp_path), "--out", str(tmp_path / "x.gguf"),
+                          "--base", str(gemma_setup.base_gguf)]) == 2  # fmt: skip
+    assert "not a PEFT adapter directory" in capsys.readouterr().err
+    assert news_enhancer(_args(gemma_setup, tmp_path / "x.gguf", "--quant", "q8_0")) == 2
+    assert "--quant applies to merged models" in capsys.readouterr().err
+    assert news_enhancer(_args(gemma_setup, tmp_path / "x.bin")) == 2
+    assert "must end in .gguf" in capsys.readouterr().err

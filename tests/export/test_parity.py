@@ -1,0 +1,88 @@
+"""End to end on tiny real models: export -> llama.cpp loads -> parity holds; corrupted exports fail it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from export.gguf_file import read_gguf
+from export.lora_gguf import convert_adapter, export_lora_gguf, read_peft_adapter, write_gguf_lora
+from export.merged_gguf import merge_adapter, write_model_gguf
+from export.parity import ParityError, Variant, check_parity
+from tests.export.conftest import TINY_MAX_TOKENS, TINY_THRESHOLDS
+
+
+def _parity(setup, prompts, variants):
+    return check_parity(setup.peft_model, prompts, variants, max_new_tokens=TINY_MAX_TOKENS, thresholds=TINY_THRESHOLDS)
+
+
+def test_gemma_lora_and_merged_gguf_match_transformers(gemma_setup, prompts, tmp_path):
+    lora, _ = export_lora_gguf(gemma_setup.adapter_dir, gemma_setup.base_gguf, tmp_path / "lora.gguf")
+    merged = merge_adapter(gemma_setup.hf_dir, gemma_setup.adapter_dir)
+    merged_path = write_model_gguf(merged, tmp_path / "merged.gguf", "f32", base_gguf=gemma_setup.base_gguf).path
+    report = _parity(
+        gemma_setup,
+        prompts,
+        [Variant("lora", str(gemma_setup.base_gguf), str(lora)), Variant("merged", str(merged_path))],
+    )
+    assert report.passed, report.summary()
+    assert report.prompts == 2 and report.positions > 0
+    assert report.adapter_effect_mean > 0.1  # the random adapter really changes the model
+    for variant in report.variants:
+        assert variant.top1_agreement >= 0.95
+        assert variant.relative_error < 0.05
+        assert variant.max_logit_diff < 0.1
+    json.dumps(report.to_dict())  # goes into the manifest as is
+
+
+def test_llama_lora_with_rslora_alpha_pattern_and_qk_permutation_matches(llama_setup, prompts, tmp_path):
+    lora, _ = export_lora_gguf(llama_setup.adapter_dir, llama_setup.base_gguf, tmp_path / "lora.gguf")
+    merged = merge_adapter(llama_setup.hf_dir, llama_setup.adapter_dir)
+    merged_path = write_model_gguf(merged, tmp_path / "merged.gguf", "f16", base_gguf=llama_setup.base_gguf).path
+    report = _parity(
+        llama_setup,
+        prompts,
+        [Variant("lora", str(llama_setup.base_gguf), str(lora)), Variant("merged", str(merged_path))],
+    )
+    assert report.passed, report.summary()
+
+
+def _corrupt(setup, tmp_path, name, edit):
+    adapter = read_peft_adapter(setup.adapter_dir)
+    lora = convert_adapter(adapter, read_gguf(setup.base_gguf))
+    edit(lora, adapter)
+    return Variant(name, str(setup.base_gguf), str(write_gguf_lora(lora, tmp_path / f"{name}.gguf")))
+
+
+def _swap_layers(lora, adapter):
+    swap = {"blk.0.": "blk.1.", "blk.1.": "blk.0."}
+    lora.tensors = {swap[k[:6]] + k[6:]: v for k, v in lora.tensors.items()}
+
+
+def _halve_alpha(lora, adapter):
+    lora.alpha /= 2
+
+
+def _drop_q_permutation(lora, adapter):
+    """B of q_proj as PEFT stores it, without llama.cpp's rotary row order."""
+    for layer in range(2):
+        lora.tensors[f"blk.{layer}.attn_q.weight.lora_b"] = adapter.lora_b[f"model.layers.{layer}.self_attn.q_proj"]
+
+
+@pytest.mark.parametrize("edit", [_swap_layers, _halve_alpha], ids=["wrong-layer-mapping", "lost-alpha-scaling"])
+def test_corrupted_gemma_export_fails_parity(gemma_setup, prompts, tmp_path, edit):
+    variant = _corrupt(gemma_setup, tmp_path, edit.__name__.strip("_"), edit)
+    report = _parity(gemma_setup, prompts[:1], [variant])
+    assert not report.passed
+    result = report.variants[0]
+    assert result.relative_error > 0.3
+    assert any("adapter's own effect" in f for f in result.failures)
+    with pytest.raises(ParityError, match="parity check FAILED"):
+        raise ParityError(report)
+
+
+def test_llama_export_without_q_permutation_fails_parity(llama_setup, prompts, tmp_path):
+    variant = _corrupt(llama_setup, tmp_path, "unpermuted", _drop_q_permutation)
+    report = _parity(llama_setup, prompts[:1], [variant])
+    assert not report.passed, report.summary()
