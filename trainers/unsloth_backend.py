@@ -220,8 +220,9 @@ def train(
         random_state=config.seed,
     )
 
-    examples = tokenize_records(tokenizer, records, config.chat_format, config.max_length)
-    dev_examples = tokenize_records(tokenizer, dev_records, config.chat_format, config.max_length)
+    text_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # multimodal Gemma 3 sizes load a processor
+    examples = tokenize_records(text_tokenizer, records, config.chat_format, config.max_length)
+    dev_examples = tokenize_records(text_tokenizer, dev_records, config.chat_format, config.max_length)
     cut = sum(e.truncated for e in examples) + sum(e.truncated for e in dev_examples)
     if cut:
         _log(f"warning: {cut} example(s) longer than max_length={config.max_length} were cut")
@@ -235,7 +236,7 @@ def train(
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(rows(examples)),
         eval_dataset=Dataset.from_list(rows(dev_examples)) if dev_examples else None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer=tokenizer, padding=True, label_pad_token_id=-100),
+        data_collator=DataCollatorForSeq2Seq(tokenizer=text_tokenizer, padding=True, label_pad_token_id=-100),
         args=SFTConfig(**sft_arguments(config, steps, is_bfloat16_supported(), bool(dev_examples))),
         callbacks=[_metrics_callback(metrics_path, history, state, config.log_steps)],
     )
