@@ -25,6 +25,8 @@ SCOPES = {
 """The only scopes the workflow asks for. drive.file: files this app creates, nothing else in Drive."""
 
 TOKEN_MODE = 0o600
+HTTP_TIMEOUT = 120
+"""Seconds a Google API request may stall before it is retried."""
 CONFIG_DIR = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "news-enhancer"
 DEFAULT_CLIENT_SECRETS = CONFIG_DIR / "client_secret.json"
 DEFAULT_TOKEN = CONFIG_DIR / "google-token.json"
@@ -136,10 +138,17 @@ def get_credentials(
 
 
 def build_services(credentials: Any, *, gmail: bool = True, drive: bool = True) -> tuple[Any, Any]:
-    """Gmail v1 and Drive v3 clients (None for the one not needed), from the bundled discovery documents."""
+    """Gmail v1 and Drive v3 clients (None for the one not needed), from the bundled discovery documents.
+
+    Each gets its own connection with a timeout: httplib2 waits forever by default, and a stalled
+    connection must become a retryable error, not a hung run.
+    """
+    import google_auth_httplib2
+    import httplib2
     from googleapiclient.discovery import build
 
     def make(api: str, version: str) -> Any:
-        return build(api, version, credentials=credentials, static_discovery=True, cache_discovery=False)
+        http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=HTTP_TIMEOUT))
+        return build(api, version, http=http, static_discovery=True, cache_discovery=False)
 
     return (make("gmail", "v1") if gmail else None, make("drive", "v3") if drive else None)

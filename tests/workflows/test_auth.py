@@ -175,3 +175,12 @@ def test_an_unreadable_token_file_means_signing_in_again(tmp_path, client_secret
     flow = Flow()
     assert auth.get_credentials([READ], token_path=path, client_secrets=client_secrets, flow=flow).valid
     assert len(flow.calls) == 1
+
+
+def test_clients_come_from_the_bundled_discovery_documents_with_a_timeout():
+    gmail, drive = auth.build_services(credentials())
+    assert gmail._baseUrl.startswith("https://gmail.googleapis.com/")
+    assert drive._baseUrl == "https://www.googleapis.com/drive/v3/"
+    assert gmail._http.credentials.token == SECRET
+    assert gmail._http.http.timeout == auth.HTTP_TIMEOUT and drive._http.http is not gmail._http.http
+    assert auth.build_services(credentials(), gmail=False)[0] is None
