@@ -152,7 +152,7 @@ def show_status(args: argparse.Namespace) -> int:
     if not args.state.is_file():
         print(f"no state database at {args.state}")
         return 0
-    with StateStore(args.state) as state:
+    with StateStore(args.state, exclusive=False) as state:
         rows = state.all()
     for st in rows:
         where = st.drive_link or st.report_path or ""
@@ -170,10 +170,11 @@ def main(argv: list[str]) -> int:
     _check(parser, args)
     from workflows.drive import FolderError
     from workflows.retry import GaveUpError
+    from workflows.state import StateLockedError
 
     try:
         return run_gmail_drive(args)
-    except (auth.AuthError, FolderError, GaveUpError) as error:
+    except (auth.AuthError, FolderError, GaveUpError, StateLockedError) as error:
         print(f"news-enhancer workflow: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

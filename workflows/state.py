@@ -81,12 +81,40 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class StateStore:
-    """The SQLite file at `path` (created with its folder on first use)."""
+class StateLockedError(RuntimeError):
+    """Another run is using this state database."""
 
-    def __init__(self, path: str | Path):
+
+def _lock(path: Path) -> Any:
+    """An exclusive lock on `path` held until the returned handle is closed (the OS frees it on a kill).
+
+    Two overlapping runs (a slow cron job and the next one) could otherwise both find a report missing
+    on Drive and both upload it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not on Unix: no locking
+        return None
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the store's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StateLockedError(f"another run is using {path.with_suffix('')}; wait for it to finish") from None
+    return handle
+
+
+class StateStore:
+    """The SQLite file at `path` (created with its folder on first use).
+
+    `exclusive` (the default, for runs) holds a lock file beside it so that two runs never share it;
+    reading the state (`workflow status`) doesn't need the lock.
+    """
+
+    def __init__(self, path: str | Path, exclusive: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.path.with_name(self.path.name + ".lock")) if exclusive else None
         self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions below
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -102,6 +130,9 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> StateStore:
         return self

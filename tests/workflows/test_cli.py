@@ -166,3 +166,10 @@ def test_real_model_end_to_end_with_only_google_faked(tmp_path, monkeypatch, cap
     assert cli.main(argv) == 0  # the rerun neither analyzes nor uploads again
     assert "0 uploaded, 1 skipped, 0 failed" in capsys.readouterr().out
     assert len(google.files("folder-1")) == 2
+
+
+def test_a_second_run_on_the_same_state_is_refused(tmp_path, fake_google, scripted, capsys):
+    with StateStore(tmp_path / "state.db"):  # a run still going
+        assert cli.main(args(tmp_path, "--query", "q", "--folder-id", "folder-1")) == 1
+    assert "another run is using" in capsys.readouterr().err
+    assert scripted.calls == [] and fake_google.files() == []

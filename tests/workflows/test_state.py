@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from workflows.state import StateStore
+from workflows.state import StateLockedError, StateStore
 
 FETCHED = dict(subject="Café ☕", sender="TLDR <a@b.example>", date="2025-02-03T10:00:00+00:00",
                link="https://mail.google.com/mail/u/0/#all/m1", body="<p>hi</p>", body_format="html")  # fmt: skip
@@ -85,3 +85,14 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
         db.execute("PRAGMA user_version=99")
     with pytest.raises(RuntimeError, match="newer news-enhancer"):
         StateStore(path)
+
+
+def test_two_runs_cannot_share_a_state_database(tmp_path):
+    path = tmp_path / "s.db"
+    with StateStore(path):
+        with pytest.raises(StateLockedError, match="another run is using"):
+            StateStore(path)
+        with StateStore(path, exclusive=False) as reader:  # `workflow status` may look meanwhile
+            assert reader.all() == []
+    with StateStore(path) as state:  # closing released the lock
+        state.record_fetched("m1", **FETCHED)
