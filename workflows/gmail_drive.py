@@ -124,11 +124,19 @@ def _say(message: str) -> None:
 class _Run:
     """One run's moving parts, so the per-stage steps below stay small."""
 
-    def __init__(self, source, analyzer, state, config, drive_service, gmail_service):
-        self.source: MessageSource = source
-        self.analyzer: NewsletterAnalyzer = analyzer
-        self.state: StateStore = state
-        self.config: WorkflowConfig = config
+    def __init__(
+        self,
+        source: MessageSource,
+        analyzer: NewsletterAnalyzer,
+        state: StateStore,
+        config: WorkflowConfig,
+        drive_service: Any,
+        gmail_service: Any,
+    ):
+        self.source = source
+        self.analyzer = analyzer
+        self.state = state
+        self.config = config
         self.drive = drive_service
         self.gmail = gmail_service
         self.summary = RunSummary()
