@@ -137,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "generation_seconds": stats.seconds,
         "seconds_per_item": stats.seconds / stats.generated if stats.generated else None,
         "completion_tokens_per_second": stats.tokens_per_second,
+        "cut_at_max_tokens": stats.cut_at_max_tokens,
+        "failed": stats.failed,
         "n_threads": config.n_threads,
         "max_tokens": config.max_tokens,
     }

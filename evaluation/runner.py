@@ -41,6 +41,10 @@ class RunStats:
     """Wall time of the generation done by this call (0 when everything was cached)."""
     completion_tokens: int
     prompt_tokens: int
+    cut_at_max_tokens: int = 0
+    """Answers (cached ones included) that reached max_tokens before they ended."""
+    failed: int = 0
+    """Items whose generation raised (recorded with an empty output and an error)."""
 
     @property
     def items_per_second(self) -> float | None:
@@ -124,7 +128,6 @@ def generate(
     `config` is an `mcp_server.engine.EngineConfig`; `analyzer` may be given instead (already loaded).
     """
     from mcp_server.analyzer import Analyzer
-
     from mcp_server.engine import EngineConfig
 
     out_dir = Path(out_dir)
@@ -157,6 +160,8 @@ def generate(
                 os.fsync(handle.fileno())
                 rows.append(row)
         stats.seconds = time.perf_counter() - started
+    stats.cut_at_max_tokens = sum(row.get("finish_reason") == "length" for row in rows)
+    stats.failed = sum("error" in row for row in rows)
     return [row["output"] for row in rows], stats
 
 
@@ -175,6 +180,10 @@ def _complete_one(analyzer: Any, ref: Reference, index: int) -> dict[str, Any]:
         "seconds": getattr(completion, "seconds", None) or time.perf_counter() - started,
         "prompt_tokens": getattr(completion, "prompt_tokens", None),
         "completion_tokens": getattr(completion, "completion_tokens", None),
+        # "length": max_tokens cut the raw text; the server closes it into a valid object (`analysis`),
+        # but validity is judged on the raw text, so such an answer counts as invalid.
+        "finish_reason": getattr(completion, "finish_reason", None),
+        "analysis": getattr(completion, "analysis", None),
     }
 
 
