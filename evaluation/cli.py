@@ -162,6 +162,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from evaluation.runner import read_predictions
     from evaluation.scoring import load_references, score_outputs
 
+    if not Path(args.predictions).is_file():
+        raise FileNotFoundError(f"predictions file {args.predictions} not found")
     refs = load_references(args.references)
     rows = read_predictions(args.predictions)
     if len(rows) != len(refs):
