@@ -8,6 +8,7 @@ come back as tool errors with a readable message; the server keeps serving.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
@@ -119,7 +120,7 @@ def build_server(service: AnalyzerService, warm_up: bool = True) -> MCPServer:
 
     tools = []
     for fn, schema in ((analyze_article, "article_result"), (analyze_newsletter, "newsletter_report")):
-        tool = Tool.from_function(fn, structured_output=True)
+        tool = Tool.from_function(fn, description=inspect.cleandoc(fn.__doc__ or ""), structured_output=True)
         # Publish our JSON Schema file (the contract), not pydantic's rendering of its mirror model;
         # results are still validated against the pydantic mirror (a test proves the two agree).
         tool.fn_metadata.output_schema = load_schema(schema)

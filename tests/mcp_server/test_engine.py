@@ -1,0 +1,139 @@
+"""The llama.cpp engine on the real Gemma 3 270M: grammar-valid answers, the lock, determinism, bad model files."""
+
+import json
+import shutil
+import threading
+
+import pytest
+
+import schemas
+from data.prompts import render_answer
+from mcp_server.analyzer import Analyzer
+from mcp_server.engine import Engine, EngineConfig, EngineError
+from mcp_server.models import embedded_base_model
+
+from .conftest import TEST_CONFIG, TRAIN_ROWS
+
+PROMPTS = [row["messages"][0]["content"] for row in TRAIN_ROWS]
+
+
+# --- bad model files: clear errors naming the path (no model load needed) -------------------------
+
+
+def test_missing_model_file_is_named(tmp_path):
+    missing = tmp_path / "nowhere" / "model.gguf"
+    with pytest.raises(EngineError, match=f"model file not found: {missing}"):
+        Engine(EngineConfig(model_path=str(missing))).load()
+
+
+def test_a_file_that_is_not_gguf_is_named(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("<html>404 Not Found</html>")
+    with pytest.raises(EngineError, match=f"{fake} is not a GGUF file"):
+        Engine(EngineConfig(model_path=str(fake))).load()
+
+
+def test_missing_lora_file_is_named(tmp_path):
+    missing = tmp_path / "adapter.gguf"
+    with pytest.raises(EngineError, match=f"LoRA adapter file not found: {missing}"):
+        Engine(EngineConfig(lora_path=str(missing))).load()
+
+
+@pytest.mark.slow
+def test_a_truncated_gguf_is_named_and_the_engine_can_be_retried(tmp_path):
+    broken = tmp_path / "truncated.gguf"
+    with embedded_base_model().open("rb") as src, broken.open("wb") as dst:
+        dst.write(src.read(3_000_000))  # a valid header, then the file ends
+    engine = Engine(EngineConfig(model_path=str(broken), n_threads=1, n_parallel=1))
+    with pytest.raises(EngineError, match=f"could not load the model file {broken}"):
+        engine.load()
+    shutil.copyfile(embedded_base_model(), broken)  # fix the file: the same engine now loads
+    assert engine.load().loaded
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", TRAIN_ROWS, ids=lambda r: r["metadata"]["item_id"])
+def test_the_grammar_accepts_every_trained_answer_token_by_token(analyzer, row):
+    answer = row["messages"][1]["content"]
+    assert answer == render_answer(json.loads(answer))
+    assert analyzer.engine.grammar_accepts(answer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"relevance_score": 11, "summary": "", "key_insights": [], "company_names": []}',  # out of range
+        '{"relevance_score": 5, "summary": "", "key_insights": []}',  # a key missing
+        '{"relevance_score": 5, "summary": "", "company_names": [], "key_insights": []}',  # keys out of order
+        '{"relevance_score": 5, "summary": "", "key_insights": [""], "company_names": []}',  # empty tag
+        '{"relevance_score": 5, "summary": "a\tb", "key_insights": [], "company_names": []}',  # raw control char
+        '{"relevance_score": 5, "summary": "", "key_insights": [], "company_names": [], "x": 1}',  # extra key
+    ],
+)
+def test_the_grammar_refuses_what_the_schema_refuses(analyzer, answer):
+    assert not analyzer.engine.grammar_accepts(answer)
+
+
+@pytest.mark.slow
+def test_answers_are_schema_valid_json_by_construction(analyzer):
+    for completion in analyzer.complete_many(PROMPTS):
+        assert completion.raw.startswith("{")
+        if completion.finish_reason == "stop":
+            assert json.loads(completion.raw) == completion.analysis
+        schemas.validate("article_analysis", completion.analysis)
+        assert 0 < completion.completion_tokens <= TEST_CONFIG["max_tokens"]
+        assert completion.prompt_tokens > 50
+
+
+@pytest.mark.slow
+def test_a_cut_off_answer_is_closed_into_a_valid_one():
+    tiny = Analyzer(EngineConfig(n_threads=1, n_parallel=1, max_tokens=12))
+    try:
+        completion = tiny.complete(PROMPTS[0])
+    finally:
+        tiny.engine.close()
+    assert completion.finish_reason == "length"
+    assert completion.completion_tokens == 12
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(completion.raw)
+    schemas.validate("article_analysis", completion.analysis)
+
+
+@pytest.mark.slow
+def test_answers_do_not_depend_on_what_ran_before(analyzer):
+    first = analyzer.complete(PROMPTS[0]).raw
+    analyzer.complete(PROMPTS[1])  # a different prompt in between (the KV cache now holds it)
+    again = analyzer.complete(PROMPTS[0]).raw  # reuses cached chunks of its own earlier run
+    together = analyzer.complete_many([PROMPTS[1], PROMPTS[0]])[1].raw  # decoded beside another sequence
+    assert first == again == together
+
+
+@pytest.mark.slow
+def test_concurrent_callers_are_serialized_by_the_lock(analyzer):
+    expected = [analyzer.complete(p).analysis for p in PROMPTS]
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def call(i: int) -> None:
+        try:
+            results[i] = analyzer.complete(PROMPTS[i]).analysis
+        except BaseException as exc:  # surfaced below; a thread cannot fail the test itself
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(PROMPTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors
+    assert [results[i] for i in range(len(PROMPTS))] == expected
+
+
+@pytest.mark.slow
+def test_a_prompt_longer_than_the_context_is_refused_clearly(analyzer):
+    with pytest.raises(EngineError, match="exceeds the context of 2048"):
+        analyzer.engine.generate(["word " * 3000])

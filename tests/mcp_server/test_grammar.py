@@ -1,0 +1,93 @@
+"""The schema -> GBNF converter and the closer for answers cut off by the token budget (no model needed)."""
+
+import json
+
+import pytest
+
+import schemas
+from mcp_server.grammar import close_json_prefix, fill_missing, json_schema_to_gbnf
+
+ANALYSIS = schemas.load_schema("article_analysis")
+
+
+def rules(gbnf: str) -> dict[str, str]:
+    return dict(line.split(" ::= ", 1) for line in gbnf.strip().splitlines())
+
+
+def test_grammar_follows_the_schema_keys_bounds_and_caps():
+    r = rules(json_schema_to_gbnf(ANALYSIS))
+    # keys in the schema's (= training answer's) order, each once, nothing else allowed
+    root = r["root"]
+    positions = [root.index(f'"\\"{key}\\""') for key in schemas.ANALYSIS_KEYS]
+    assert positions == sorted(positions)
+    assert r["relevance-score"] == "(" + " | ".join(f'"{n}"' for n in range(1, 11)) + ")"
+    assert r["summary"] == '"\\"" char{0,300} "\\""'
+    assert r["key-insights-item"] == '"\\"" char{1,60} "\\""'
+    assert "{0,9}" in r["key-insights"] and "{0,9}" in r["company-names"]  # maxItems 10
+    # whitespace allows the trained indent=2 layout but is bounded; strings refuse raw control characters
+    assert '"\\n"' in r["ws"] and "{0,8}" in r["ws"]
+    assert "\\x00-\\x1F" in r["char"] and '"u"' not in r["char"]
+
+
+@pytest.mark.parametrize(
+    "schema, message",
+    [
+        ({"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}}, "required"),
+        ({"type": "string"}, "maxLength"),
+        ({"type": "array", "items": {"type": "string", "maxLength": 5}}, "maxItems"),
+        ({"type": "integer", "minimum": 0}, "maximum"),
+        ({"type": "number"}, "not supported"),
+    ],
+)
+def test_unsupported_schemas_are_refused_with_a_reason(schema, message):
+    with pytest.raises(ValueError, match=message):
+        json_schema_to_gbnf(schema)
+
+
+@pytest.mark.parametrize(
+    "prefix, expected",
+    [
+        ('{\n  "relevance_score": 7', {"relevance_score": 7}),
+        ('{\n  "relevance_score": 7,\n  "summ', {"relevance_score": 7}),
+        ('{"relevance_score": 7, "summary": ', {"relevance_score": 7}),
+        ('{"relevance_score": 7, "summary": "Half a sent', {"relevance_score": 7, "summary": "Half a sent"}),
+        (
+            '{"relevance_score": 7, "summary": "ends in an escape \\',
+            {"relevance_score": 7, "summary": "ends in an escape "},
+        ),
+        (
+            '{"relevance_score": 2, "summary": "", "key_insights": ["AI", "Ro',
+            {"relevance_score": 2, "summary": "", "key_insights": ["AI", "Ro"]},
+        ),
+        (
+            '{"relevance_score": 2, "summary": "", "key_insights": ["AI", "',
+            {"relevance_score": 2, "summary": "", "key_insights": ["AI"]},
+        ),
+        (
+            '{"relevance_score": 2, "summary": "a \\"quoted\\" word", "key_insights": [',
+            {"relevance_score": 2, "summary": 'a "quoted" word', "key_insights": []},
+        ),
+    ],
+)
+def test_a_cut_off_answer_closes_at_its_last_complete_value(prefix, expected):
+    assert json.loads(close_json_prefix(prefix)) == expected
+
+
+def test_closed_and_filled_answers_are_schema_valid():
+    cut = '{"relevance_score": 9, "summary": "Nvidia and Foxconn build a hub", "key_insights": ["Robotics", "'
+    analysis = fill_missing(json.loads(close_json_prefix(cut)), ANALYSIS)
+    assert analysis == {
+        "relevance_score": 9,
+        "summary": "Nvidia and Foxconn build a hub",
+        "key_insights": ["Robotics"],
+        "company_names": [],
+    }
+    assert list(analysis) == list(schemas.ANALYSIS_KEYS)
+    schemas.validate("article_analysis", analysis)
+    # nothing but the opening brace: the smallest valid answer
+    assert fill_missing(json.loads(close_json_prefix("{")), ANALYSIS) == {
+        "relevance_score": 1,
+        "summary": "",
+        "key_insights": [],
+        "company_names": [],
+    }
