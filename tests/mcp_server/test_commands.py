@@ -1,0 +1,71 @@
+"""`news-enhancer analyze` and the flags/environment variables shared with `serve`."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import schemas
+from mcp_server.commands import _config, _parser
+
+from .conftest import NEWSLETTERS
+
+ROOT = Path(__file__).parents[2]
+ANALYZE = [sys.executable, "-m", "mcp_server.cli", "analyze"]
+FAST = ["--threads", "1", "--max-tokens", "32"]
+
+
+def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*ANALYZE, *args], cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=900, env=env
+    )
+
+
+def test_flags_default_to_environment_variables_and_win_over_them(monkeypatch):
+    monkeypatch.setenv("NEWS_ENHANCER_THREADS", "3")
+    monkeypatch.setenv("NEWS_ENHANCER_LORA", "/models/news.gguf")
+    monkeypatch.setenv("NEWS_ENHANCER_CTX", "4096")
+    config = _config(_parser("serve").parse_args(["--ctx", "1024", "--gpu-layers", "-1"]))
+    assert (config.n_threads, config.lora_path, config.n_ctx, config.n_gpu_layers) == (3, "/models/news.gguf", 1024, -1)
+    assert config.model_path is None  # the embedded default
+
+
+def test_a_malformed_environment_variable_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setenv("NEWS_ENHANCER_THREADS", "two")
+    with pytest.raises(SystemExit) as exit_info:
+        _parser("analyze")
+    assert exit_info.value.code == 2
+    assert "NEWS_ENHANCER_THREADS='two' is not a valid int" in capsys.readouterr().err
+
+
+def test_a_missing_model_fails_with_its_path(tmp_path):
+    done = run("--model", str(tmp_path / "none.gguf"), "--title", "T", stdin="Some content.")
+    assert done.returncode == 1
+    assert f"model file not found: {tmp_path / 'none.gguf'}" in done.stderr
+    assert done.stdout == ""
+
+
+def test_empty_input_fails_clearly():
+    done = run(stdin="   \n")
+    assert done.returncode == 1
+    assert "both empty" in done.stderr
+
+
+@pytest.mark.slow
+def test_an_article_from_stdin_takes_its_title_from_the_first_line():
+    done = run(*FAST, "--url", "https://example.com/a", stdin="Meta opens Llama 5\nThe weights are out today.\n")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    schemas.validate("article_result", result)
+    assert result["title"] == "Meta opens Llama 5" and result["url"] == "https://example.com/a"
+
+
+@pytest.mark.slow
+def test_a_newsletter_file_as_markdown_with_progress_on_stderr():
+    done = run(str(NEWSLETTERS / "tldr_ai.html"), "--newsletter", "--format", "markdown", "--max-items", "2", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# ")
+    assert "analyzed the first 2" in done.stdout
+    assert "[1/2]" in done.stderr and "[2/2]" in done.stderr
