@@ -112,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or "INFO")
     from mcp_server.server import AnalyzerService, build_server
 
-    build_server(AnalyzerService(_config(args), args.max_items)).run("stdio")
+    build_server(AnalyzerService(lambda: _config(args), args.max_items)).run("stdio")
     return 0
 
 

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
@@ -44,7 +45,8 @@ SCHEMA_URI = "schema://news-enhancer/{name}"
 class AnalyzerService:
     """Creates the analyzer and loads the model off the request path; shared by all tool calls."""
 
-    def __init__(self, config: EngineConfig | None = None, max_items: int | None = None):
+    def __init__(self, config: Callable[[], EngineConfig] | EngineConfig | None = None, max_items: int | None = None):
+        # A callable defers building the EngineConfig, whose module imports numpy: not at start-up.
         self._config, self._max_items = config, max_items
         self._analyzer: Analyzer | None = None
         self._created = threading.Lock()
@@ -54,7 +56,8 @@ class AnalyzerService:
             if self._analyzer is None:
                 from mcp_server.analyzer import MAX_ITEMS, Analyzer  # numpy and friends: not at start-up
 
-                self._analyzer = Analyzer(self._config, max_items=self._max_items or MAX_ITEMS)
+                config = self._config() if callable(self._config) else self._config
+                self._analyzer = Analyzer(config, max_items=self._max_items or MAX_ITEMS)
             return self._analyzer
 
     def warm_up(self) -> None:
