@@ -296,6 +296,7 @@ def _failures(result: VariantParity, t: ParityThresholds) -> list[str]:
     if result.relative_error is not None and result.relative_error > t.max_relative_error:
         out.append(
             f"mean |logit diff| is {result.relative_error:.2f} of the adapter's own effect (max "
-            f"{t.max_relative_error}): wrong tensor mapping, transposed matrices or lost alpha scaling?"
+            f"{t.max_relative_error}): llama.cpp does not carry the adapter (wrong tensor mapping, transposed "
+            "matrices, lost alpha scaling, or a quantization that rounded the merged change away)"
         )
     return out
