@@ -75,6 +75,57 @@ def tiny_llama(seed: int = 0):
     return LlamaForCausalLM(config).eval()
 
 
+def tiny_gemma2(seed: int = 0):
+    """Gemma 2: attention and final logit soft-capping, alternating sliding/full layers."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Gemma2Config(
+        vocab_size=262144,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        query_pre_attn_scalar=32,
+        sliding_window=512,
+        max_position_embeddings=2048,
+        initializer_range=0.1,
+        bos_token_id=2,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
+    return Gemma2ForCausalLM(config).eval()
+
+
+def tiny_qwen2(seed: int = 0):
+    """Qwen 2: q/k/v biases (given non-zero values so a lost bias would show)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=262144,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        initializer_range=0.1,
+        tie_word_embeddings=True,
+        bos_token_id=2,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(std=0.1)
+    return model
+
+
 def random_lora(model, seed: int = 1, std: float = 0.5, **lora_kwargs):
     """A LoRA whose B is not zero (a fresh PEFT LoRA changes nothing); PEFT wraps `model` in place."""
     torch.manual_seed(seed)

@@ -10,7 +10,7 @@ from export.gguf_file import read_gguf
 from export.lora_gguf import convert_adapter, export_lora_gguf, read_peft_adapter, write_gguf_lora
 from export.merged_gguf import merge_adapter, write_model_gguf
 from export.parity import ParityError, Variant, check_parity
-from tests.export.conftest import TINY_MAX_TOKENS, TINY_THRESHOLDS
+from tests.export.conftest import TINY_MAX_TOKENS, TINY_THRESHOLDS, build_setup, tiny_gemma2, tiny_qwen2
 
 
 def _parity(setup, prompts, variants):
@@ -46,6 +46,19 @@ def test_llama_lora_with_rslora_alpha_pattern_and_qk_permutation_matches(llama_s
         [Variant("lora", str(llama_setup.base_gguf), str(lora)), Variant("merged", str(merged_path))],
     )
     assert report.passed, report.summary()
+
+
+@pytest.mark.parametrize("make_model", [tiny_gemma2, tiny_qwen2], ids=["gemma2", "qwen2"])
+def test_other_architectures_in_the_table_export_with_parity(make_model, prompts, tmp_path):
+    setup = build_setup(tmp_path, make_model())
+    lora, _ = export_lora_gguf(setup.adapter_dir, setup.base_gguf, tmp_path / "lora.gguf")
+    merged = merge_adapter(setup.hf_dir, setup.adapter_dir)
+    merged_path = write_model_gguf(merged, tmp_path / "merged.gguf", "f32", base_gguf=setup.base_gguf).path
+    report = _parity(
+        setup, prompts[:1], [Variant("lora", str(setup.base_gguf), str(lora)), Variant("merged", str(merged_path))]
+    )
+    assert report.passed, report.summary()
+    assert all(v.relative_error < 0.05 for v in report.variants)
 
 
 def _corrupt(setup, tmp_path, name, edit):
