@@ -181,10 +181,10 @@ def run(args: argparse.Namespace) -> int:
         config={
             "chat_format": chat_format,
             "tinker_archive": args.tinker_archive,
-            "parity_data": parity_data,
             "parity_k": args.parity_k if parity_data else None,
         },
         parity=report.to_dict() if report else None,
+        parity_data=parity_data,
         export_seconds=export_seconds,
     )
     if report is not None and not report.passed:

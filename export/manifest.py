@@ -3,6 +3,7 @@
 `adapter.gguf` gets `adapter.manifest.json` (one GGUF per manifest, so a base, an adapter and a merged model
 can share a directory). What goes where:
 - `base_model`: the base GGUF (path, sha256) and the dense checkpoint transformers used;
+- `dataset`: the parity data (path, sha256);
 - `config`: how the export ran (mode, output type, quantization, chat format, parity settings);
 - `metrics`: file size, export seconds, and the parity report (`metrics["parity"]`);
 - `extra`: the file and its sha256, the adapter (path, sha256 of its weights) and the adapter's own
@@ -51,6 +52,7 @@ def gguf_manifest(
     quantization: str | None = None,
     config: dict[str, Any] | None = None,
     parity: dict[str, Any] | None = None,
+    parity_data: str | Path | None = None,
     export_seconds: float | None = None,
 ) -> Manifest:
     """Describe one exported GGUF (`mode`: "lora", "merged" or "base")."""
@@ -65,9 +67,13 @@ def gguf_manifest(
         metrics["export_seconds"] = round(export_seconds, 2)
     if parity is not None:
         metrics["parity"] = parity
+    dataset: dict[str, Any] = {}
+    if parity_data is not None:
+        dataset = {"parity_path": str(Path(parity_data).resolve()), "parity_sha256": file_sha256(Path(parity_data))}
     return Manifest(
         kind=KIND,
         config={"mode": mode, "quantization": quantization, **(config or {})},
+        dataset=dataset,
         base_model=base,
         metrics=metrics,
         extra={

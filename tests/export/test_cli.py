@@ -35,6 +35,7 @@ def test_lora_export_writes_gguf_and_manifest_with_parity(gemma_setup, tmp_path,
     assert manifest["extra"]["sha256"] == file_sha256(out)
     assert manifest["metrics"]["size_bytes"] == out.stat().st_size
     assert manifest["base_model"]["gguf_sha256"] == file_sha256(gemma_setup.base_gguf)
+    assert manifest["dataset"]["parity_sha256"] == file_sha256(TRAIN_SAMPLE)
     adapter = manifest["extra"]["adapter"]
     assert adapter["weights_sha256"] == file_sha256(gemma_setup.adapter_dir / "adapter_model.safetensors")
     parity = manifest["metrics"]["parity"]
