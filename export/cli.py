@@ -151,7 +151,6 @@ def run(args: argparse.Namespace) -> int:
     parity_data = None if args.no_parity else (args.parity_data or default_parity_data(trained))
     report = None
     if parity_data:
-        import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 

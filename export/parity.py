@@ -211,64 +211,67 @@ def check_parity(
         raise ValueError("parity needs at least one llama.cpp variant")
     started = time.monotonic()
     hf_model.eval()
-    llms = [
-        Llama(
-            model_path=v.model_path,
-            lora_path=v.lora_path,
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            seed=0,
-            verbose=False,
-        )
-        for v in variants
-    ]
-    tokenizer = llms[0]
-    end_turn = tokenizer.tokenize(get_chat_format(chat_format).assistant_end.encode(), add_bos=False, special=True)
-    stops = {tokenizer.token_eos(), *(end_turn if len(end_turn) == 1 else [])}
     has_adapter = hasattr(hf_model, "disable_adapter")
-
     results = [VariantParity(v.name, v.model_path, v.lora_path) for v in variants]
-    sums = [{"abs": 0.0, "agree": 0} for _ in variants]
-    effect_sum, effect_max, positions = 0.0, 0.0, 0
-    answers = []
-    for index, prompt in enumerate(prompts, 1):
-        ids = tokenizer.tokenize(render_chat_prompt(prompt, chat_format).encode(), add_bos=True, special=True)
-        if len(ids) + max_new_tokens > n_ctx:
-            raise ValueError(f"prompt {index} has {len(ids)} tokens; raise n_ctx above {len(ids) + max_new_tokens}")
-        continuation = _hf_greedy(hf_model, ids, stops, max_new_tokens)
-        answers.append(tokenizer.detokenize(continuation).decode("utf-8", errors="replace"))
-        reference = _hf_forced(hf_model, ids, continuation)
-        if has_adapter:
-            with hf_model.disable_adapter():
-                without = _hf_forced(hf_model, ids, continuation)
-            delta = np.abs(reference - without)
-            effect_sum += float(delta.sum())
-            effect_max = max(effect_max, float(delta.max()))
-        positions += len(continuation)
-        for llm, result, acc in zip(llms, results, sums, strict=True):
-            greedy, first = _llama_greedy(llm, ids, stops, max_new_tokens)
-            forced = _llama_forced(llm, ids, first, continuation)
-            diff = np.abs(forced - reference)
-            result.prompts += 1
-            result.greedy_identical += int(greedy == continuation)
-            result.max_logit_diff = max(result.max_logit_diff, float(diff.max()))
-            acc["abs"] += float(diff.sum())
-            acc["agree"] += int((forced.argmax(axis=1) == reference.argmax(axis=1)).sum())
-        print(
-            f"parity: prompt {index}/{len(prompts)}: {len(continuation)} tokens; greedy identical: "
-            + ", ".join(f"{r.name} {r.greedy_identical}/{r.prompts}" for r in results),
-            file=sys.stderr,
-            flush=True,
-        )
-    del llms
+    abs_sums, agreements = [0.0] * len(variants), [0] * len(variants)
+    effect_sum, effect_max, positions, vocab = 0.0, 0.0, 0, 0
+    answers: list[str] = []
+    llms = []
+    try:
+        for v in variants:
+            llms.append(
+                Llama(
+                    model_path=v.model_path,
+                    lora_path=v.lora_path,
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    seed=0,
+                    verbose=False,
+                )
+            )
+        tokenizer = llms[0]
+        end_turn = tokenizer.tokenize(get_chat_format(chat_format).assistant_end.encode(), add_bos=False, special=True)
+        stops = {tokenizer.token_eos(), *(end_turn if len(end_turn) == 1 else [])}
+        for index, prompt in enumerate(prompts, 1):
+            ids = tokenizer.tokenize(render_chat_prompt(prompt, chat_format).encode(), add_bos=True, special=True)
+            if len(ids) + max_new_tokens > n_ctx:
+                raise ValueError(f"prompt {index} has {len(ids)} tokens; raise n_ctx above {len(ids) + max_new_tokens}")
+            continuation = _hf_greedy(hf_model, ids, stops, max_new_tokens)
+            answers.append(tokenizer.detokenize(continuation).decode("utf-8", errors="replace"))
+            reference = _hf_forced(hf_model, ids, continuation)
+            vocab = reference.shape[1]
+            if has_adapter:
+                with hf_model.disable_adapter():
+                    delta = np.abs(reference - _hf_forced(hf_model, ids, continuation))
+                effect_sum += float(delta.sum())
+                effect_max = max(effect_max, float(delta.max()))
+            positions += len(continuation)
+            for i, (llm, result) in enumerate(zip(llms, results, strict=True)):
+                greedy, first = _llama_greedy(llm, ids, stops, max_new_tokens)
+                forced = _llama_forced(llm, ids, first, continuation)
+                diff = np.abs(forced - reference)
+                result.prompts += 1
+                result.greedy_identical += int(greedy == continuation)
+                result.max_logit_diff = max(result.max_logit_diff, float(diff.max()))
+                abs_sums[i] += float(diff.sum())
+                agreements[i] += int((forced.argmax(axis=1) == reference.argmax(axis=1)).sum())
+            print(
+                f"parity: prompt {index}/{len(prompts)}: {len(continuation)} tokens; greedy identical: "
+                + ", ".join(f"{r.name} {r.greedy_identical}/{r.prompts}" for r in results),
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        for llm in llms:
+            llm.close()
 
-    cells = positions * reference.shape[1]
+    cells = positions * vocab
     effect_mean = effect_sum / cells if has_adapter else None
-    for result, acc in zip(results, sums, strict=True):
+    for result, abs_sum, agree in zip(results, abs_sums, agreements, strict=True):
         result.positions = positions
-        result.top1_agreement = acc["agree"] / positions
-        result.mean_logit_diff = acc["abs"] / cells
+        result.top1_agreement = agree / positions
+        result.mean_logit_diff = abs_sum / cells
         if effect_mean is not None and effect_mean >= thresholds.min_adapter_effect:
             result.relative_error = result.mean_logit_diff / effect_mean
         result.failures = _failures(result, thresholds)

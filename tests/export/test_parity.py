@@ -99,3 +99,17 @@ def test_llama_export_without_q_permutation_fails_parity(llama_setup, prompts, t
     variant = _corrupt(llama_setup, tmp_path, "unpermuted", _drop_q_permutation)
     report = _parity(llama_setup, prompts[:1], [variant])
     assert not report.passed, report.summary()
+
+
+def test_prompts_are_spread_over_the_dataset_and_bad_input_is_refused(gemma_setup):
+    from data.dataset import load_dataset
+    from export.parity import load_prompts
+    from tests.export.conftest import TRAIN_SAMPLE
+
+    records = load_dataset(TRAIN_SAMPLE)
+    assert load_prompts(TRAIN_SAMPLE, 2) == [records[0].prompt, records[-1].prompt]
+    assert load_prompts(TRAIN_SAMPLE, 50) == [r.prompt for r in records]
+    with pytest.raises(ValueError, match="at least 1"):
+        load_prompts(TRAIN_SAMPLE, 0)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        check_parity(gemma_setup.peft_model, [], [Variant("x", str(gemma_setup.base_gguf))])
