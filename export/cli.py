@@ -22,6 +22,8 @@ from export.merged_gguf import OUT_TYPES
 from export.quantize import QUANT_TYPES
 
 FAILED_SUFFIX = ".parity-failed"
+UNQUANTIZED_FILE_TYPES = (None, 0, 1, 32)
+"""general.file_type of f32, f16 and bf16 GGUFs (None: not recorded)."""
 
 
 def log(message: str) -> None:
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
         adapter = Path(args.adapter)
     trained = adapter_manifest(adapter)
     base_gguf, base_spec = resolve_base(args, trained)
-    arch = arch_for_gguf(read_gguf(base_gguf).architecture)
+    base_info = read_gguf(base_gguf)
+    arch = arch_for_gguf(base_info.architecture)
     chat_format = args.chat_format or (trained.get("config") or {}).get("chat_format") or arch.chat_format or "gemma"
     hf_base = args.hf_base
     log(f"adapter {adapter}; base {base_gguf}; chat format {chat_format}")
@@ -136,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
         full = out if not args.quant else out.with_name(f"{out.stem}.{args.outtype}.gguf")
         write_model_gguf(merged, full, args.outtype, base_gguf=base_gguf, chat_format=chat_format, name=out.stem)
         del merged
+        if args.quant and base_info.value("general.file_type") not in UNQUANTIZED_FILE_TYPES:
+            log(
+                f"warning: the base GGUF is already quantized; re-quantizing the merged model to {args.quant} can "
+                "round most of the adapter's change away (the parity check will tell; q8_0 or the LoRA form keep it)"
+            )
         if args.quant:
             quantize_gguf(full, out, args.quant, threads=args.threads)
             if not args.keep_unquantized:
