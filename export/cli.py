@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         full = out if not args.quant else out.with_name(f"{out.stem}.{args.outtype}.gguf")
         write_model_gguf(merged, full, args.outtype, base_gguf=base_gguf, chat_format=chat_format, name=out.stem)
         del merged
-        if args.quant and base_info.value("general.file_type") not in UNQUANTIZED_FILE_TYPES:
+        requantized = base_info.value("general.file_type") not in UNQUANTIZED_FILE_TYPES
+        if args.quant not in (None, "q8_0", "f16") and requantized:
             log(
                 f"warning: the base GGUF is already quantized; re-quantizing the merged model to {args.quant} can "
                 "round most of the adapter's change away (the parity check will tell; q8_0 or the LoRA form keep it)"
