@@ -80,3 +80,25 @@ def test_bad_input_is_a_clear_error(gemma_setup, tmp_path, capsys):
     assert "--quant applies to merged models" in capsys.readouterr().err
     assert news_enhancer(_args(gemma_setup, tmp_path / "x.bin")) == 2
     assert "must end in .gguf" in capsys.readouterr().err
+
+
+def test_tinker_archive_is_converted_and_exported(gemma_setup, tmp_path):
+    import shutil
+    import tarfile
+
+    # Tinker's layout: PEFT tensor names, a config with little more than r and lora_alpha.
+    tinker_dir = tmp_path / "sampler_weights"
+    tinker_dir.mkdir()
+    shutil.copy(gemma_setup.adapter_dir / "adapter_model.safetensors", tinker_dir)
+    (tinker_dir / "adapter_config.json").write_text(json.dumps({"r": 4, "lora_alpha": 8}))
+    archive = tmp_path / "checkpoint.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tinker_dir, arcname="sampler_weights")
+
+    out = tmp_path / "tinker-lora.gguf"
+    argv = _args(gemma_setup, out)
+    argv[argv.index("--adapter") : argv.index("--adapter") + 2] = ["--tinker-archive", str(archive)]
+    assert news_enhancer(argv) == 0
+    manifest = json.loads(manifest_path_for(out).read_text())
+    assert manifest["config"]["tinker_archive"] == str(archive)
+    assert manifest["metrics"]["parity"]["passed"] is True
