@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import schemas
-from data.prompts import PROMPT_TEMPLATE, chat_format, format_title, prepare_content, render_chat_prompt, render_prompt
+from data.prompts import PROMPT_TEMPLATE, chat_format, format_title, prepare_content, render_prompt
 from mcp_server.engine import Engine, EngineConfig, EngineError, Generation
 from mcp_server.grammar import close_json_prefix, fill_missing
 from mcp_server.newsletter import split_newsletter
@@ -82,8 +82,8 @@ class Analyzer:
         self.config = config or EngineConfig()
         self.engine = Engine(self.config)
         self.max_items = max_items
-        fmt = chat_format(self.config.chat_format)
-        self._template_head = fmt.user_start + PROMPT_TEMPLATE[: PROMPT_TEMPLATE.index("{title}")]
+        chat_format(self.config.chat_format)  # an unknown chat format fails here, not at the first call
+        self._template_head = PROMPT_TEMPLATE[: PROMPT_TEMPLATE.index("{title}")]
         self._schema = schemas.load_schema("article_analysis")
 
     # --- the generation path -------------------------------------------------------------------
@@ -94,13 +94,14 @@ class Analyzer:
 
     def complete_many(self, user_prompts: Sequence[str], on_done: Callable[[int, Completion], None] | None = None):
         """`complete` for several prompts, decoded in parallel; results in input order."""
-        chat = [render_chat_prompt(p, self.config.chat_format) for p in user_prompts]
 
         def finished(index: int, gen: Generation) -> None:
             if on_done:
                 on_done(index, self._completion(gen))
 
-        gens = self.engine.generate(chat, on_done=finished if on_done else None, shared_prefix=self._template_head)
+        gens = self.engine.generate(
+            list(user_prompts), on_done=finished if on_done else None, shared_prefix=self._template_head
+        )
         return [self._completion(g) for g in gens]
 
     def _completion(self, gen: Generation) -> Completion:
@@ -180,8 +181,7 @@ class Analyzer:
         limit = budget * 8  # a cheap first cut before tokenizing: text this long never fits in practice
         body, cut = body[:limit], len(body) > limit
         while True:
-            chat = render_chat_prompt(render_prompt(title, body), self.config.chat_format)
-            n = len(self.engine.tokenize(chat))
+            n = len(self.engine.prompt_tokens(render_prompt(title, body)))
             if n <= budget:
                 return body, cut
             if not body:

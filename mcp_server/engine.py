@@ -1,7 +1,7 @@
 """The llama.cpp engine: one model and context, loaded once, greedy decoding under a JSON-Schema grammar.
 
-It knows nothing about news: it turns chat-formatted prompts into answer texts. What it adds over
-`llama_cpp.Llama`:
+It knows nothing about news: it turns user prompts into answer texts, in the model family's chat
+turns. What it adds over `llama_cpp.Llama`:
 
 - **Fast grammar.** Masking all 262k vocabulary entries with the grammar every step cost 3x the
   decoding time. We take the greedy token first and ask the grammar about that one token; only when
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from data.prompts import chat_format
 from mcp_server.grammar import json_schema_to_gbnf
 from schemas import load_schema
 
@@ -110,6 +111,8 @@ class Generation:
     """Prompt tokens found in the KV cache (shared with the previous prompt of the same sequence)."""
     grammar_fallbacks: int = 0
     """Steps where the greedy token broke the grammar and a masked choice was needed."""
+    grammar_seconds: float = 0.0
+    """Time spent choosing tokens under the grammar and advancing it (part of `seconds`)."""
 
 
 @dataclass
@@ -125,6 +128,7 @@ class _Job:
     text: bytearray = field(default_factory=bytearray)
     reused: int = 0
     fallbacks: int = 0
+    grammar_seconds: float = 0.0
     first_token: float | None = None
     logits_row: int = -1
 
@@ -281,17 +285,30 @@ class Engine:
 
     # --- tokens --------------------------------------------------------------------------------
 
-    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        """Token ids of `text`; special-token texts (e.g. <start_of_turn>) become their special tokens."""
-        self.load()
-        return self._tokenize(text, add_bos)
+    def prompt_tokens(self, user_prompt: str) -> list[int]:
+        """The tokens the model reads for `user_prompt`: `data.prompts.render_chat_prompt(user_prompt)`.
 
-    def _tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        Its three parts are tokenized apart: the chat turns with special tokens, the user's text
+        without, so text inside a prompt ("<end_of_turn>") can never become a control token. For all
+        364 training prompts this gives the very tokens of tokenizing the whole rendered text.
+        """
+        self.load()
+        return self._prompt_tokens(user_prompt)
+
+    def _prompt_tokens(self, user_prompt: str, close_turn: bool = True) -> list[int]:
+        fmt = chat_format(self.config.chat_format)
+        tokens = self._tokenize(fmt.user_start, add_bos=True, special=True)
+        tokens += self._tokenize(user_prompt, add_bos=False, special=False)
+        if close_turn:
+            tokens += self._tokenize(fmt.user_end + fmt.assistant_start, add_bos=False, special=True)
+        return tokens
+
+    def _tokenize(self, text: str, add_bos: bool, special: bool) -> list[int]:
         lc, data = self._llama_cpp, text.encode("utf-8")
         room = len(data) + 8
         while True:
             buf = (lc.llama_token * room)()
-            n = lc.llama_tokenize(self._vocab, data, len(data), buf, room, add_bos, True)
+            n = lc.llama_tokenize(self._vocab, data, len(data), buf, room, add_bos, special)
             if n >= 0:
                 return list(buf[:n])
             room = -n
@@ -306,7 +323,7 @@ class Engine:
             try:
                 end = lc.llama_vocab_eot(self._vocab)
                 end = end if end >= 0 else lc.llama_vocab_eos(self._vocab)
-                for token in [*self._tokenize(answer, add_bos=False), end]:
+                for token in [*self._tokenize(answer, add_bos=False, special=False), end]:
                     ids = np.array([token], dtype=np.int32)
                     if self._one.best_allowed(grammar, ids, np.zeros(1, dtype=np.float32)) is None:
                         return False
@@ -335,21 +352,21 @@ class Engine:
         on_done: Callable[[int, Generation], None] | None = None,
         shared_prefix: str | None = None,
     ) -> list[Generation]:
-        """Answer each chat-formatted prompt (greedy); results in prompt order.
+        """Answer each user prompt (greedy), in the chat turns of `config.chat_format`; results in prompt order.
 
         `grammar`: "fast" (check the greedy token first), "full" (mask the whole vocabulary every step,
         as llama.cpp's samplers do) or "none" (unconstrained); all but "fast" exist for benchmarks.
         `on_done(i, gen)`
         is called as each answer finishes (answers finish out of order when prompts run in parallel).
-        `shared_prefix`: text most prompts start with (the prompt template's head); its tokens become
+        `shared_prefix`: text most user prompts start with (the template's head); its tokens become
         a chunk of their own, computed once per sequence and reused by every later prompt.
         """
         budget = max_tokens or self.config.max_tokens
         with self._lock:
             if not self._loaded:
                 self._load()
-            tokenized = [self._tokenize(p) for p in prompts]
-            head = self._tokenize(shared_prefix) if shared_prefix else []
+            tokenized = [self._prompt_tokens(p) for p in prompts]
+            head = self._prompt_tokens(shared_prefix, close_turn=False) if shared_prefix else []
             for i, tokens in enumerate(tokenized):
                 if len(tokens) + budget > self.config.n_ctx:
                     raise EngineError(
@@ -442,12 +459,14 @@ class Engine:
         token = int(np.argmax(logits))
         if not job.generated:
             job.first_token = time.perf_counter()
-        if grammar == "fast":
-            token = self._grammar_choice(slot.grammar, logits, token, job)
-        elif grammar == "full":
-            token = self._all.best_allowed(slot.grammar, self._all_ids, logits)
         if grammar != "none":
+            started = time.perf_counter()
+            if grammar == "fast":
+                token = self._grammar_choice(slot.grammar, logits, token, job)
+            else:
+                token = self._all.best_allowed(slot.grammar, self._all_ids, logits)
             lc.llama_sampler_accept(slot.grammar, token)
+            job.grammar_seconds += time.perf_counter() - started
         if lc.llama_vocab_is_eog(self._vocab, token):
             return "stop"
         job.generated.append(token)
@@ -486,6 +505,7 @@ class Engine:
             finish_reason=reason,
             reused_tokens=job.reused,
             grammar_fallbacks=job.fallbacks,
+            grammar_seconds=job.grammar_seconds,
         )
 
 
