@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from data.prompts import chat_format
-from mcp_server.grammar import json_schema_to_gbnf
+from mcp_server.grammar import json_schema_to_gbnf, open_list_items
 from schemas import load_schema
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,9 @@ head of the prompt template is a chunk of its own (see `Engine.generate(shared_p
 """
 
 GRAMMAR_MODES = ("fast", "full", "none")
+
+LIST_CLOSERS = ("]", " ]", "\n]", "\n  ]", "\n    ]")
+"""Texts that end a list; those that are single tokens are offered when a list repeats itself."""
 
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 """Memory layout of llama.cpp's `llama_token_data`."""
@@ -129,6 +132,7 @@ class _Job:
     reused: int = 0
     fallbacks: int = 0
     grammar_seconds: float = 0.0
+    close_list: bool = False
     first_token: float | None = None
     logits_row: int = -1
 
@@ -255,6 +259,9 @@ class Engine:
         self._all = _Candidates(lc, self.n_vocab)
         self._all_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._pieces: dict[int, bytes] = {}
+        self._list_closers = np.array(
+            sorted({t[0] for c in LIST_CLOSERS if len(t := self._tokenize(c, False, False)) == 1}), dtype=np.int32
+        )
         self.model_path = model_path
         self._loaded = True
         self.load_seconds = time.perf_counter() - started
@@ -461,7 +468,11 @@ class Engine:
             job.first_token = time.perf_counter()
         if grammar != "none":
             started = time.perf_counter()
-            if grammar == "fast":
+            closer = self._list_closer(slot.grammar, logits) if job.close_list else None
+            job.close_list = False
+            if closer is not None:  # the list just repeated an item: end it (see _repeats_itself)
+                token = closer
+            elif grammar == "fast":
                 token = self._grammar_choice(slot.grammar, logits, token, job)
             else:
                 token = self._all.best_allowed(slot.grammar, self._all_ids, logits)
@@ -474,10 +485,17 @@ class Engine:
         job.text += piece
         if grammar != "none" and b"}" in piece and _is_complete_json(job.text):
             return "stop"
+        if grammar != "none" and b'"' in piece:
+            job.close_list = _repeats_itself(job.text)
         if len(job.generated) >= job.max_tokens:
             return "length"
         job.pending = [token]
         return None
+
+    def _list_closer(self, grammar: Any, logits: np.ndarray) -> int | None:
+        """The best single token that ends the open list (e.g. "]" or "\\n  ]"), if the grammar allows one."""
+        ids = self._list_closers
+        return self._tiers[0].best_allowed(grammar, ids, logits[ids]) if len(ids) else None
 
     def _grammar_choice(self, grammar: Any, logits: np.ndarray, greedy: int, job: _Job) -> int:
         """The greedy token if the grammar allows it, else the best token it allows."""
@@ -517,6 +535,13 @@ def _boundaries(prompt: list[int], head: list[int]) -> list[int]:
         shared += 1
     ends = {shared, *range(PROMPT_CHUNK, len(prompt), PROMPT_CHUNK), len(prompt)}
     return sorted(e for e in ends if e > 0)
+
+
+def _repeats_itself(text: bytearray) -> bool:
+    """True right after a list item that the same list already holds: a small model that repeats an
+    item once usually repeats it until the list is full (maxItems), so the list is ended instead."""
+    items = open_list_items(text.decode("utf-8", errors="replace"))
+    return bool(items) and items[-1] in items[:-1]
 
 
 def _is_complete_json(text: bytearray) -> bool:

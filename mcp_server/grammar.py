@@ -153,3 +153,32 @@ def fill_missing(obj: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
         else:
             filled[key] = empty[sub["type"]]
     return filled
+
+
+def open_list_items(prefix: str) -> list[str] | None:
+    """The finished string items of the innermost list still open at the end of `prefix`, or None
+    when the prefix ends inside a string or outside any list. (Used to notice a list repeating itself.)"""
+    stack: list[list[str] | None] = []  # per open container: its items when a list, None for an object
+    in_string = escaped = False
+    start = 0
+    for i, ch in enumerate(prefix):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                if stack and stack[-1] is not None:
+                    stack[-1].append(json.loads(prefix[start : i + 1]))
+        elif ch == '"':
+            in_string, start = True, i
+        elif ch == "[":
+            stack.append([])
+        elif ch == "{":
+            stack.append(None)
+        elif ch in "]}":
+            stack.pop()
+    if in_string or not stack or stack[-1] is None:
+        return None
+    return stack[-1]

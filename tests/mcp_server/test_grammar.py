@@ -5,7 +5,7 @@ import json
 import pytest
 
 import schemas
-from mcp_server.grammar import close_json_prefix, fill_missing, json_schema_to_gbnf
+from mcp_server.grammar import close_json_prefix, fill_missing, json_schema_to_gbnf, open_list_items
 
 ANALYSIS = schemas.load_schema("article_analysis")
 
@@ -91,3 +91,17 @@ def test_closed_and_filled_answers_are_schema_valid():
         "key_insights": [],
         "company_names": [],
     }
+
+
+@pytest.mark.parametrize(
+    "prefix, items",
+    [
+        ('{"relevance_score": 3, "summary": "a [b", "key_insights": ["AI", "Chips \\" x"', ["AI", 'Chips " x']),
+        ('{"relevance_score": 3, "summary": "", "key_insights": ["AI", "Chi', None),  # inside a string
+        ('{"relevance_score": 3, "summary": "", "key_insights": ["AI"], "company_names": [', []),
+        ('{"relevance_score": 3, "summary": "", "key_insights": ["AI"]', None),  # no list open
+        ('{"relevance_score": 3, "summary": "[not a list]"', None),
+    ],
+)
+def test_open_list_items_sees_through_strings_and_escapes(prefix, items):
+    assert open_list_items(prefix) == items
