@@ -82,6 +82,20 @@ def test_the_schemas_are_resources(server):
     assert json.loads(content.text) == schemas.load_schema("article_analysis")
 
 
+@pytest.mark.slow
+def test_a_client_on_the_newest_protocol_also_gets_the_tools(tmp_path):
+    params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], *SERVE_OPTIONS], cwd=str(ROOT))
+    with (
+        (tmp_path / "stderr.log").open("w") as log,
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(Client(stdio_client(params, errlog=log))) as client,
+    ):
+        names = [tool.name for tool in portal.call(client.list_tools).tools]
+        version = client.protocol_version
+    assert names == ["analyze_article", "analyze_newsletter"]
+    assert version >= "2025-06-18"
+
+
 # --- the tools on the real model ----------------------------------------------------------------------
 
 
