@@ -51,11 +51,25 @@ def bench_newsletter(analyzer: Analyzer, text: str, parallel: int) -> None:
     analyzer.engine.config.n_parallel = parallel  # read at load time: reload with the new setting
     analyzer.engine.close()
     latencies: list[float] = []
+    gens = []
+    generate = analyzer.engine.generate
+
+    def recording(*args, **kwargs):  # keeps the token counts the report does not carry
+        out = generate(*args, **kwargs)
+        gens.extend(out)
+        return out
+
+    analyzer.engine.generate = recording
     started = time.perf_counter()
-    report = analyzer.analyze_newsletter(text, on_item=lambda d, n, r, s: latencies.append(s))
+    try:
+        report = analyzer.analyze_newsletter(text, on_item=lambda d, n, r, s: latencies.append(s))
+    finally:
+        del analyzer.engine.generate
     wall = time.perf_counter() - started
     n = len(report["items"])
     print(f"items: {n}   wall: {wall:.1f} s   ({wall / n:.2f} s per item; 20 items would take ~{20 * wall / n:.0f} s)")
+    prompt, answer = sum(g.prompt_tokens for g in gens), sum(g.completion_tokens for g in gens)
+    print(f"tokens: {prompt} prompt ({prompt / n:.0f}/item), {answer} answer ({answer / n:.0f}/item)")
     print(f"per-item latency: p50 {percentile(latencies, 0.5):.1f} s   p90 {percentile(latencies, 0.9):.1f} s")
 
 

@@ -113,8 +113,15 @@ def test_analyze_article(server):
 @pytest.mark.slow
 def test_analyze_newsletter_returns_items_and_a_markdown_report(server):
     text = (NEWSLETTERS / "tldr_ai.html").read_text(encoding="utf-8")
-    result = server.call_tool("analyze_newsletter", {"text": text, "source": "TLDR AI"})
+    progress = []
+
+    async def on_progress(done, total, message):
+        progress.append((done, total, message))
+
+    result = server.call_tool("analyze_newsletter", {"text": text, "source": "TLDR AI"}, progress_callback=on_progress)
     report = structured(result, "newsletter_report")
+    assert [(done, total) for done, total, _ in progress] == [(1, 2), (2, 2)]
+    assert all(message.startswith("analyzed ") for _, _, message in progress)
     assert report["source"] == "TLDR AI" and report["format"] == "tldr"
     assert len(report["items"]) == 2 and report["items_found"] > 2
     assert result.content[0].text == report["markdown"]
