@@ -3,7 +3,8 @@
 import pytest
 
 import schemas
-from mcp_server.analyzer import Analyzer
+from mcp_server.analyzer import Analyzer, Item
+from mcp_server.engine import EngineConfig
 
 from .conftest import NEWSLETTERS
 
@@ -48,13 +49,20 @@ def test_a_one_sentence_item_is_not_flagged(analyzer):
 
 
 @pytest.mark.slow
-def test_sponsored_content_too_long_for_the_context_is_cut_to_fit(analyzer):
-    # Sponsored items are kept whole by the training-data rule; 60k characters cannot fit 2048 tokens.
+def test_sponsored_content_too_long_for_the_context_is_cut_to_fit():
+    # Sponsored items are kept whole by the training-data rule; 60k characters cannot fit the context.
+    small = Analyzer(EngineConfig(n_threads=1, n_parallel=1, n_ctx=384, max_tokens=16))
     content = "Try VectorForge today, the managed vector database for teams of every size. " * 800
-    result = analyzer.analyze_item("Stop babysitting your vector database (Sponsor)", content, is_sponsored=True)
+    try:
+        result = small.analyze_item("Stop babysitting your vector database (Sponsor)", content, is_sponsored=True)
+        prompt = small._prepare(Item("Stop babysitting your vector database (Sponsor)", content, None, True)).prompt
+        used = len(small.engine.prompt_tokens(prompt))
+    finally:
+        small.engine.close()
     schemas.validate("article_result", result)
     assert result["truncated"] is True
     assert result["is_sponsored"] is True
+    assert 300 < used <= 384 - 16  # cut to the budget, not far below it
 
 
 @pytest.mark.slow
