@@ -186,6 +186,8 @@ class Engine:
 
     def load(self) -> Engine:
         """Load the model now (idempotent). Raises EngineError naming the path when it cannot."""
+        if self._loaded:  # no lock needed, and none taken: tokenizing must not wait for a generation
+            return self
         with self._lock:
             if not self._loaded:
                 self._load()

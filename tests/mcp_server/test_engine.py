@@ -51,6 +51,19 @@ def test_a_truncated_gguf_is_named_and_the_engine_can_be_retried(tmp_path):
     assert engine.load().loaded
 
 
+@pytest.mark.slow
+def test_gpu_layers_on_a_cpu_build_are_ignored_with_a_warning(caplog):
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama.cpp build offloads to a GPU")
+    engine = Engine(EngineConfig(n_gpu_layers=-1, n_threads=1, n_parallel=1))
+    with caplog.at_level("WARNING", logger="mcp_server.engine"):
+        assert engine.load().loaded
+    engine.close()
+    assert "n_gpu_layers=-1 ignored" in caplog.text
+
+
 # --- prompt tokens -------------------------------------------------------------------------------
 
 
