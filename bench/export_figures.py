@@ -68,14 +68,15 @@ def main() -> int:
         max_new_tokens=args.max_tokens,
         threads=args.threads,
     )
-    print(f"\n{'form':<8} {'size MB':>9} {'write s':>8} {'greedy =':>9} {'top-1':>6} {'max|d|':>7} {'mean|d|':>8} "
-          f"{'relative':>8}  verdict")  # fmt: skip
+    print(f"\n{'form':<8} {'size MB':>9} {'write s':>8} {'greedy =+tie':>12} {'top-1':>6} {'max|d|':>7} {'mean|d|':>8} "
+          f"{'relative':>8}  verdict  margins where greedy answers parted")  # fmt: skip
     for (name, path, seconds), v in zip(rows, report.variants, strict=True):
         size = path.stat().st_size / 1e6 + (base_gguf.stat().st_size / 1e6 if name == "lora" else 0)
         rel = "n/a" if v.relative_error is None else f"{v.relative_error:.3f}"
         print(
-            f"{name:<8} {size:>9.1f} {seconds:>8.1f} {v.greedy_identical:>5}/{v.prompts:<3} {v.top1_agreement:>6.3f} "
-            f"{v.max_logit_diff:>7.2f} {v.mean_logit_diff:>8.4f} {rel:>8}  {'PASS' if v.passed else 'FAIL'}"
+            f"{name:<8} {size:>9.1f} {seconds:>8.1f} {v.greedy_identical:>6}+{v.greedy_near_tie}/{v.prompts:<3} "
+            f"{v.top1_agreement:>6.3f} {v.max_logit_diff:>7.2f} {v.mean_logit_diff:>8.4f} {rel:>8}  "
+            f"{'PASS' if v.passed else 'FAIL'}     {v.divergence_margins}"
         )
     print(f"\nadapter effect (mean |dlogit| with vs without): {report.adapter_effect_mean:.3f}; "
           f"{report.positions} positions; parity {report.seconds:.0f} s; files in {out}")  # fmt: skip

@@ -22,7 +22,7 @@ from mcp_server.models import embedded_base_model
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TRAIN_SAMPLE = FIXTURES / "train_sample.jsonl"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-TINY_THRESHOLDS = ParityThresholds(min_greedy_identical=0.5, min_top1_agreement=0.9, max_relative_error=0.1)
+TINY_THRESHOLDS = ParityThresholds(min_greedy_agreement=0.5, min_top1_agreement=0.9, max_relative_error=0.1)
 """Random tiny models have near-tied logits, so greedy answers may part on a float rounding; the relative
 error, which a broken export drives to ~1, is held to a stricter limit instead."""
 TINY_MAX_TOKENS = 16

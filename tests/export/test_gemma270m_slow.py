@@ -40,7 +40,7 @@ def test_trained_gemma_adapter_exports_passes_parity_and_serves(trained_adapter,
     parity = manifest["metrics"]["parity"]
     assert parity["passed"], parity
     lora_result = parity["variants"][0]
-    assert lora_result["greedy_identical"] == 2
+    assert lora_result["greedy_agreement"] == 1.0  # identical, or parted only at a near tie
     assert lora_result["top1_agreement"] >= 0.95
     assert lora_result["relative_error"] < 0.3
     assert manifest["base_model"]["gguf"] == str(embedded_base_model())

@@ -113,3 +113,21 @@ def test_prompts_are_spread_over_the_dataset_and_bad_input_is_refused(gemma_setu
         load_prompts(TRAIN_SAMPLE, 0)
     with pytest.raises(ValueError, match="at least one prompt"):
         check_parity(gemma_setup.peft_model, [], [Variant("x", str(gemma_setup.base_gguf))])
+
+
+def test_greedy_answers_parting_at_a_near_tie_still_agree():
+    import numpy as np
+
+    from export.parity import ParityThresholds, VariantParity, _divergence_margin, _failures
+
+    reference = np.zeros((3, 5), dtype=np.float32)
+    reference[1, 2], reference[1, 3] = 4.0, 3.6  # transformers barely prefers token 2 over 3 at position 1
+    assert _divergence_margin([1, 3, 0], [1, 2, 4], reference) == pytest.approx(0.4)
+    reference[1, 3] = -2.0  # now it was sure
+    assert _divergence_margin([1, 3, 0], [1, 2, 4], reference) == pytest.approx(6.0)
+
+    thresholds = ParityThresholds()
+    tied = VariantParity("v", "m", None, prompts=4, greedy_identical=2, greedy_near_tie=1, top1_agreement=1.0)
+    assert tied.greedy_agreement == 0.75 and _failures(tied, thresholds) == []
+    apart = VariantParity("v", "m", None, prompts=4, greedy_identical=2, greedy_near_tie=0, top1_agreement=1.0)
+    assert "greedy answers agree on 2/4" in _failures(apart, thresholds)[0]
