@@ -176,7 +176,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--newsletter", type=Path, default=DEFAULT_NEWSLETTER)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=3)
     parser.add_argument("--model")
     parser.add_argument("--lora")
     parser.add_argument("--grammar-prompts", type=int, default=4, help="prompts for the grammar comparison")

@@ -37,7 +37,7 @@ MODEL_OPTIONS = (
     Option("--ctx", "NEWS_ENHANCER_CTX", int, "context tokens per item (prompt + answer)", 2048),
     Option("--chat-format", "NEWS_ENHANCER_CHAT_FORMAT", str, "chat turns of the model family: gemma, llama3", "gemma"),
     Option("--max-tokens", "NEWS_ENHANCER_MAX_TOKENS", int, "answer token budget per item", 320),
-    Option("--parallel", "NEWS_ENHANCER_PARALLEL", int, "items decoded together", 4),
+    Option("--parallel", "NEWS_ENHANCER_PARALLEL", int, "items decoded together", 3),
     Option("--max-items", "NEWS_ENHANCER_MAX_ITEMS", int, "items analyzed per newsletter", 40),
     Option("--log-level", "NEWS_ENHANCER_LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR", None),
 )

@@ -1,6 +1,6 @@
 """Shared real-model fixtures: one Gemma 3 270M analyzer for the whole session (loading costs ~2 s).
 
-One thread (the machine is shared), two sequences in parallel, a short answer budget: the base
+One thread (the machine is shared), three sequences in parallel, a short answer budget: the base
 model writes long answers, and what the tests check (validity, determinism, cut-offs, capping)
 does not need long ones.
 """
@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 NEWSLETTERS = FIXTURES / "newsletters"
 TRAIN_ROWS = [json.loads(line) for line in (FIXTURES / "train_sample.jsonl").read_text(encoding="utf-8").splitlines()]
 
-TEST_CONFIG = dict(n_threads=1, n_parallel=2, max_tokens=64)
+TEST_CONFIG = dict(n_threads=1, n_parallel=3, max_tokens=64)
 
 
 @pytest.fixture(scope="session")

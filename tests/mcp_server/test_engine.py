@@ -144,7 +144,7 @@ def test_answers_do_not_depend_on_what_ran_before(analyzer):
     first = analyzer.complete(PROMPTS[0]).raw
     analyzer.complete(PROMPTS[1])  # a different prompt in between (the KV cache now holds it)
     again = analyzer.complete(PROMPTS[0]).raw  # reuses cached chunks of its own earlier run
-    together = analyzer.complete_many([PROMPTS[1], PROMPTS[0]])[1].raw  # decoded beside another sequence
+    together = analyzer.complete_many([PROMPTS[1], PROMPTS[2], PROMPTS[0]])[2].raw  # beside two others
     assert first == again == together
 
 
