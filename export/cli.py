@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     torch.set_num_threads(max(1, args.threads))
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     if out.suffix != ".gguf":
         raise ValueError(f"--out must end in .gguf (got {out})")
     if args.quant and not args.merge:
