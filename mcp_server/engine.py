@@ -367,8 +367,7 @@ class Engine:
 
         `grammar`: "fast" (check the greedy token first), "full" (mask the whole vocabulary every step,
         as llama.cpp's samplers do) or "none" (unconstrained); all but "fast" exist for benchmarks.
-        `on_done(i, gen)`
-        is called as each answer finishes (answers finish out of order when prompts run in parallel).
+        `on_done(i, gen)` is called as each answer finishes (out of order when prompts run in parallel).
         `shared_prefix`: text most user prompts start with (the template's head); its tokens become
         a chunk of their own, computed once per sequence and reused by every later prompt.
         """
@@ -386,7 +385,17 @@ class Engine:
                     )
             if grammar not in GRAMMAR_MODES:
                 raise ValueError(f"grammar must be one of {', '.join(GRAMMAR_MODES)}, not {grammar!r}")
-            return self._run(tokenized, budget, grammar, on_done, head)
+            try:
+                return self._run(tokenized, budget, grammar, on_done, head)
+            except BaseException:
+                self._reset_slots()  # a failed run (or a failing on_done) must not leave jobs behind
+                raise
+
+    def _reset_slots(self) -> None:
+        for slot in self._slots:
+            slot.job, slot.prompt_len = None, 0
+            slot.cached.clear()
+            self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
 
     def _run(self, prompts, budget, grammar, on_done, head) -> list[Generation]:
         """Continuous batching: free slots take the next prompt; each round runs one prompt chunk and

@@ -173,3 +173,15 @@ def test_concurrent_callers_are_serialized_by_the_lock(analyzer):
 def test_a_prompt_longer_than_the_context_is_refused_clearly(analyzer):
     with pytest.raises(EngineError, match="exceeds the context of 2048"):
         analyzer.engine.generate(["word " * 3000])
+
+
+@pytest.mark.slow
+def test_a_failing_callback_leaves_the_engine_usable(analyzer):
+    expected = analyzer.complete(PROMPTS[0]).raw
+
+    def client_went_away(index, completion):
+        raise RuntimeError("client went away")
+
+    with pytest.raises(RuntimeError, match="client went away"):
+        analyzer.complete_many(PROMPTS, on_done=client_went_away)
+    assert analyzer.complete(PROMPTS[0]).raw == expected
