@@ -45,7 +45,6 @@ def test_eval_run_generates_through_the_analyzer_and_resumes(tmp_path):
 
     # The cached text is exactly what the serving analyzer answers for the reference prompt.
     from mcp_server.analyzer import Analyzer
-
     from mcp_server.engine import EngineConfig
 
     ref = load_references(REFERENCES, limit=1)[0]
