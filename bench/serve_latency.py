@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from mcp_server.analyzer import Analyzer  # noqa: E402
 from mcp_server.engine import EngineConfig  # noqa: E402
+from mcp_server.models import resolve_model_files  # noqa: E402
 from mcp_server.newsletter import split_newsletter  # noqa: E402
 
 DEFAULT_NEWSLETTER = ROOT / "tests/fixtures/newsletters/tldr_ai.html"
@@ -179,6 +180,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=3)
     parser.add_argument("--model")
     parser.add_argument("--lora")
+    parser.add_argument("--no-default-lora", action="store_true", help="the plain base, without the shipped adapter")
     parser.add_argument("--grammar-prompts", type=int, default=4, help="prompts for the grammar comparison")
     parser.add_argument("--grammar-tokens", type=int, default=96, help="answer tokens per prompt in that comparison")
     parser.add_argument("--grammar-rounds", type=int, default=1, help="repeats of that comparison")
@@ -186,7 +188,8 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=("newsletter", "grammar", "prefix", "startup"))
     args = parser.parse_args()
 
-    config = EngineConfig(model_path=args.model, lora_path=args.lora, n_threads=args.threads, n_parallel=args.parallel)
+    model, lora = resolve_model_files(args.model, args.lora, default_lora=not args.no_default_lora)
+    config = EngineConfig(model_path=model, lora_path=lora, n_threads=args.threads, n_parallel=args.parallel)
     print(f"threads: {config.threads()}   parallel: {args.parallel}   newsletter: {args.newsletter}")
     text = args.newsletter.read_text(encoding="utf-8")
     analyzer = bench_load(config)

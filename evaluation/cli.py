@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", metavar="GGUF", help="base model GGUF (default: the embedded Gemma 3 270M)")
     run.add_argument("--lora", metavar="GGUF", help="LoRA adapter GGUF applied on top of --model")
     run.add_argument("--lora-scale", type=float, default=1.0)
+    run.add_argument(
+        "--no-default-lora",
+        action="store_true",
+        help="evaluate the plain embedded base; by default, as in `serve`, the shipped news adapter goes on it",
+    )
     run.add_argument("--limit", type=int, metavar="N", help="only the first N references")
     run.add_argument("--n-threads", type=int, help="llama.cpp threads (default: the engine's; use 1 on a busy CPU)")
     run.add_argument("--max-tokens", type=int, help="generation limit per item (default: the engine's)")
@@ -80,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--candidate", required=True, metavar="DIR", help="evaluation directory of the candidate")
     gate.add_argument("--current", required=True, metavar="DIR", help="evaluation directory of the current model")
     gate.add_argument("--verdict", metavar="PATH", help="where to write the verdict (default: CANDIDATE/verdict.json)")
+    gate.add_argument(
+        "--manifest",
+        metavar="PATH",
+        help="the candidate GGUF's manifest (X.manifest.json): the evaluation and verdict are recorded in it",
+    )
     return parser
 
 
@@ -119,7 +129,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mcp_server.engine import EngineConfig
 
     refs = load_references(args.data, args.limit)
-    config = EngineConfig(model_path=args.model, lora_path=args.lora, lora_scale=args.lora_scale)
+    from mcp_server.models import resolve_model_files
+
+    model, lora = resolve_model_files(args.model, args.lora, default_lora=not args.no_default_lora)
+    config = EngineConfig(model_path=model, lora_path=lora, lora_scale=args.lora_scale)
     if args.n_threads is not None:
         config.n_threads = args.n_threads
     if args.max_tokens is not None:
@@ -127,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"eval run: {len(refs)} references -> {out}", file=sys.stderr)
     outputs, stats = runner.generate(refs, out, config, progress=args.progress)
-    name = args.name or Path(args.lora or args.model or "embedded-gemma3-270m").stem
+    name = args.name or Path(lora or model or "embedded-gemma3-270m").stem
     baseline_relevance, baseline_source = _baseline(args)
     started = time.perf_counter()
     scores = score_outputs(name, outputs, refs, args.bertscore, args.bertscore_model)
@@ -150,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         baseline_source,
         args.bertscore,
         args.bertscore_model,
-        extra={"system": {"model": args.model or "embedded Gemma 3 270M Q4_K_M", "lora": args.lora}, "run": run_info},
+        extra={"system": {"model": model or "embedded Gemma 3 270M Q4_K_M", "lora": lora}, "run": run_info},
     )
     print(f"eval run: scored and reported in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     _finish(out, summary)
@@ -230,6 +243,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     gate_module.write_verdict(verdict, verdict_path)
     print(gate_module.describe(verdict))
     print(f"verdict written to {verdict_path}")
+    if args.manifest and verdict.exit_code != gate_module.NOT_COMPARABLE:
+        print(f"evaluation recorded in {gate_module.record_in_manifest(args.manifest, verdict)}")
     return verdict.exit_code
 
 

@@ -108,6 +108,39 @@ def write_verdict(verdict: Verdict, path: str | Path) -> Path:
     return path
 
 
+RECORDED_METRICS = (
+    "json_validity",
+    "f1_overall",
+    "f1_key_insights",
+    "f1_company_names",
+    "relevance_mae",
+    "rougeL",
+)
+
+
+def record_in_manifest(manifest_path: str | Path, verdict: Verdict) -> Path:
+    """Write the candidate's evaluation and the verdict under `metrics["evaluation"]` of its GGUF manifest.
+
+    This is the publish record: one JSON beside the GGUF says how it was made, that it answers like
+    the trained adapter (parity) and how it scored against the model it replaces.
+    """
+    from trainers.manifest import Manifest
+
+    manifest_path = Path(manifest_path)
+    manifest = Manifest.read(manifest_path)
+    summary = json.loads((Path(verdict.candidate) / "metrics.json").read_text(encoding="utf-8"))
+    manifest.metrics["evaluation"] = clean_json(
+        {
+            "references": summary.get("references", {}),
+            "study": {k: summary["study"].get(k) for k in RECORDED_METRICS},
+            "f1_overall_nonempty_ref": summary.get("better", {}).get("f1_overall_nonempty_ref"),
+            "gate": {"passed": verdict.passed, "reasons": verdict.reasons, "created": verdict.created},
+        }
+    )
+    manifest_path.write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest_path
+
+
 def describe(verdict: Verdict) -> str:
     lines = [f"gate: {'PASS' if verdict.passed else 'FAIL'}  candidate={verdict.candidate}  current={verdict.current}"]
     lines += [f"  [{'ok' if c.passed else 'FAIL'}] {c.detail}" for c in verdict.checks]

@@ -73,15 +73,24 @@ def _parser(command: str) -> argparse.ArgumentParser:
         except ValueError:
             parser.error(f"{opt.env}={env!r} is not a valid {opt.type.__name__}")
         parser.add_argument(opt.flag, type=opt.type, default=default, help=f"{opt.help} [env {opt.env}]")
+    parser.add_argument(
+        "--no-default-lora",
+        action="store_true",
+        default=os.environ.get("NEWS_ENHANCER_NO_DEFAULT_LORA", "") not in ("", "0", "false"),
+        help="serve the plain embedded base model, without the shipped news adapter "
+        "(which applies only when neither --model nor --lora is given) [env NEWS_ENHANCER_NO_DEFAULT_LORA=1]",
+    )
     return parser
 
 
 def _config(args: argparse.Namespace):
     from mcp_server.engine import EngineConfig
+    from mcp_server.models import resolve_model_files
 
+    model, lora = resolve_model_files(args.model, args.lora, default_lora=not args.no_default_lora)
     return EngineConfig(
-        model_path=args.model,
-        lora_path=args.lora,
+        model_path=model,
+        lora_path=lora,
         lora_scale=args.lora_scale,
         n_threads=args.threads,
         n_gpu_layers=args.gpu_layers,

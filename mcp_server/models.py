@@ -20,3 +20,40 @@ def embedded_base_model() -> Path:
     if target.is_file() and target.stat().st_size == EMBEDDED_BASE_SIZE:
         return target
     return package.assemble(target, overwrite=True)
+
+
+DEFAULT_ADAPTER_NAME = "news-gemma3-270m.lora.gguf"
+"""The shipped news adapter (models/README.md says how it was made); trained for the embedded base."""
+
+
+def default_adapter() -> Path | None:
+    """Path of the shipped news adapter in this checkout's `models/`, or None when it is absent.
+
+    It sits beside the packages (an editable or source install); a wheel built without `models/`
+    falls back to the plain base model, with a warning from `resolve_model_files`.
+    """
+    path = Path(__file__).resolve().parent.parent / "models" / DEFAULT_ADAPTER_NAME
+    return path if path.is_file() else None
+
+
+def resolve_model_files(
+    model: str | None, lora: str | None, default_lora: bool = True
+) -> tuple[str | None, str | None]:
+    """(model, lora) as the user gave them, plus the shipped adapter where it applies.
+
+    The adapter goes on only when neither a model nor an adapter was named: it was trained for the
+    embedded Gemma 3 270M and would be wrong on any other GGUF. `default_lora=False` (the
+    `--no-default-lora` flag) serves the plain base model.
+    """
+    if model is None and lora is None and default_lora:
+        adapter = default_adapter()
+        if adapter is None:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "the news adapter models/%s is not in this install: serving the plain base model",
+                DEFAULT_ADAPTER_NAME,
+            )
+        else:
+            lora = str(adapter)
+    return model, lora

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-browser", action="store_true", help="print the consent URL instead of opening a browser")
     run.add_argument("--model", help="GGUF model (default: the embedded Gemma 3 270M)")
     run.add_argument("--lora", help="GGUF LoRA adapter applied to the model")
+    run.add_argument(
+        "--no-default-lora", action="store_true", help="the plain embedded base, without the shipped news adapter"
+    )
     run.add_argument("--threads", type=int, help="llama.cpp threads (default: up to 2)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (step lines still go to stderr)")
 
@@ -81,8 +84,10 @@ def make_analyzer(args: argparse.Namespace) -> Any:
     """The MCP tools' analyzer (the model loads on first use, so a run with nothing to do stays fast)."""
     from mcp_server.analyzer import Analyzer
     from mcp_server.engine import EngineConfig
+    from mcp_server.models import resolve_model_files
 
-    return Analyzer(EngineConfig(model_path=args.model, lora_path=args.lora, n_threads=args.threads))
+    model, lora = resolve_model_files(args.model, args.lora, default_lora=not args.no_default_lora)
+    return Analyzer(EngineConfig(model_path=model, lora_path=lora, n_threads=args.threads))
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

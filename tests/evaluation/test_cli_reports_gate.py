@@ -240,6 +240,23 @@ def test_gate_passes_an_equal_model(dirs):
     assert verdict["passed"] is True and verdict["reasons"] == []
 
 
+def test_gate_records_the_evaluation_in_the_candidates_gguf_manifest(dirs):
+    from trainers.manifest import Manifest
+
+    manifest = dirs["tmp"] / "candidate.manifest.json"
+    Manifest(kind="gguf", metrics={"size_bytes": 7}).write(dirs["tmp"], manifest.name)
+    args = ["gate", "--candidate", str(dirs["worse"]), "--current", str(dirs["good"]), "--manifest", str(manifest)]
+    args += ["--verdict", str(dirs["tmp"] / "v_recorded.json")]
+    assert main(args) == 1
+    recorded = json.loads(manifest.read_text())["metrics"]
+    assert recorded["size_bytes"] == 7  # the export's figures stay
+    evaluation = recorded["evaluation"]
+    assert evaluation["gate"]["passed"] is False and len(evaluation["gate"]["reasons"]) == 2
+    scored = json.loads((dirs["worse"] / "metrics.json").read_text())
+    assert evaluation["study"]["f1_overall"] == scored["study"]["f1_overall"]
+    assert evaluation["references"]["n"] == 16
+
+
 def test_gate_passes_a_better_model(dirs):
     assert (
         main(

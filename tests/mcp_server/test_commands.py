@@ -9,6 +9,7 @@ import pytest
 
 import schemas
 from mcp_server.commands import _config, _parser
+from mcp_server.models import DEFAULT_ADAPTER_NAME, default_adapter
 
 from .conftest import NEWSLETTERS
 
@@ -30,6 +31,21 @@ def test_flags_default_to_environment_variables_and_win_over_them(monkeypatch):
     config = _config(_parser("serve").parse_args(["--ctx", "1024", "--gpu-layers", "-1"]))
     assert (config.n_threads, config.lora_path, config.n_ctx, config.n_gpu_layers) == (3, "/models/news.gguf", 1024, -1)
     assert config.model_path is None  # the embedded default
+
+
+def test_the_shipped_adapter_goes_on_the_embedded_base_unless_turned_off(monkeypatch):
+    monkeypatch.delenv("NEWS_ENHANCER_LORA", raising=False)
+    monkeypatch.delenv("NEWS_ENHANCER_MODEL", raising=False)
+    monkeypatch.delenv("NEWS_ENHANCER_NO_DEFAULT_LORA", raising=False)
+    shipped = ROOT / "models" / DEFAULT_ADAPTER_NAME
+    assert default_adapter() == shipped.resolve() and shipped.stat().st_size < 20 * 2**20
+    assert _config(_parser("serve").parse_args([])).lora_path == str(shipped.resolve())
+    assert _config(_parser("serve").parse_args(["--no-default-lora"])).lora_path is None
+    # It was trained for the embedded base, so another model does not get it.
+    assert _config(_parser("serve").parse_args(["--model", "other.gguf"])).lora_path is None
+    assert _config(_parser("analyze").parse_args(["--lora", "mine.gguf"])).lora_path == "mine.gguf"
+    monkeypatch.setenv("NEWS_ENHANCER_NO_DEFAULT_LORA", "1")
+    assert _config(_parser("serve").parse_args([])).lora_path is None
 
 
 def test_a_malformed_environment_variable_is_a_usage_error(monkeypatch, capsys):
@@ -69,3 +85,16 @@ def test_a_newsletter_file_as_markdown_with_progress_on_stderr():
     assert done.stdout.startswith("# ")
     assert "analyzed the first 2" in done.stdout
     assert "[1/2]" in done.stderr and "[2/2]" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_default_answer_is_the_shipped_adapters_and_differs_from_the_base():
+    article = "Anthropic ships Claude 5\nAnthropic released Claude 5 to all API customers today, with a 1M context.\n"
+    default = run(*FAST, stdin=article)
+    explicit = run(*FAST, "--lora", str(default_adapter()), stdin=article)
+    plain = run(*FAST, "--no-default-lora", stdin=article)
+    for done in (default, explicit, plain):
+        assert done.returncode == 0, done.stderr
+    assert json.loads(default.stdout) == json.loads(explicit.stdout)
+    analysis = {key: json.loads(default.stdout)[key] for key in schemas.ANALYSIS_KEYS}
+    assert analysis != {key: json.loads(plain.stdout)[key] for key in schemas.ANALYSIS_KEYS}
