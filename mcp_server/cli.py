@@ -7,6 +7,7 @@ torch or matplotlib. Each module exposes `main(argv: list[str]) -> int` with its
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -38,10 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"news-enhancer: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    # Modules serving several commands (serve, analyze) take the command name first.
-    if getattr(module, "MULTI_COMMAND", False):
-        return int(module.main([name, *rest]) or 0)
-    return int(module.main(rest) or 0)
+    try:
+        # Modules serving several commands (serve, analyze) take the command name first.
+        if getattr(module, "MULTI_COMMAND", False):
+            return int(module.main([name, *rest]) or 0)
+        return int(module.main(rest) or 0)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error worth a traceback. Python's documented
+        # remedy: point stdout at devnull so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
