@@ -12,9 +12,10 @@ import copy
 import json
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:
+    import jsonschema
 
 ANALYSIS_KEYS = ("relevance_score", "summary", "key_insights", "company_names")
 """The model's answer keys, in the order the training answers write them."""
@@ -52,6 +53,10 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> jsonschema.Draft202012Validator:
+    # Imported here, not at the top: the MCP server imports this package on its start-up path, where
+    # jsonschema's ~0.15 s would delay `tools/list`; validation only happens once a tool runs.
+    import jsonschema
+
     return jsonschema.Draft202012Validator(load_schema(name))
 
 
