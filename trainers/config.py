@@ -12,11 +12,15 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainers.base_model import EMBEDDED
+
+if TYPE_CHECKING:
+    from data.dataset import Record
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -180,3 +184,18 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if overrides:
         config = apply_overrides(config, {k: v for k, v in overrides.items() if v is not None})
     return config
+
+
+def load_records(
+    config: TrainConfig, records: Sequence[Record] | None = None, dev_records: Sequence[Record] | None = None
+) -> tuple[list[Record], list[Record]]:
+    """The train and dev records every backend trains on: the ones given (tests), else config.data/dev_data."""
+    from data.dataset import load_dataset
+
+    if records is None:
+        if not config.data:
+            raise ValueError("no training data: give --data FILE")
+        records = load_dataset(config.data)
+    if dev_records is None and config.dev_data:
+        dev_records = load_dataset(config.dev_data)
+    return list(records), list(dev_records or [])

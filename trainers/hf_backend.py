@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from data.convert import IGNORE_INDEX, TokenizedExample, tokenize_records
-from data.dataset import Record, file_sha256, load_dataset
+from data.dataset import Record, file_sha256
 from trainers.base_model import BaseModelInfo, resolve_base_model
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, load_records
 from trainers.manifest import Manifest
 
 CHECKPOINT_DIR = "checkpoint"
@@ -222,7 +222,7 @@ def load_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any) -> di
     return json.loads((ckpt / "state.json").read_text())
 
 
-def _keep_metrics_until(path: Path, step: int) -> list[dict[str, Any]]:
+def keep_metrics_until(path: Path, step: int) -> list[dict[str, Any]]:
     """On resume, drop metric lines written after the checkpoint (they will be written again)."""
     if not path.is_file():
         return []
@@ -258,12 +258,7 @@ def train(
     out = Path(config.output_dir)
     if (out / CHECKPOINT_DIR).exists() and not resume:
         raise FileExistsError(f"{out} already holds a checkpoint: pass --resume or choose another output_dir")
-    if records is None:
-        if not config.data:
-            raise ValueError("no training data: give --data FILE")
-        records = load_dataset(config.data)
-    if dev_records is None and config.dev_data:
-        dev_records = load_dataset(config.dev_data)
+    records, dev_records = load_records(config, records, dev_records)
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
@@ -310,7 +305,7 @@ def train(
     history: list[dict[str, Any]] = []
     if resume and (out / CHECKPOINT_DIR).exists():
         state = load_checkpoint(out, model, optimizer, scheduler)
-        history = _keep_metrics_until(metrics_path, state["global_step"])
+        history = keep_metrics_until(metrics_path, state["global_step"])
         _log(f"resumed from {out / CHECKPOINT_DIR} at step {state['global_step']}/{total_steps}")
     elif metrics_path.exists():
         metrics_path.unlink()

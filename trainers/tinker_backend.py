@@ -40,16 +40,16 @@ from pathlib import Path
 from typing import Any
 
 from data.convert import IGNORE_INDEX, TokenizedExample, tokenize_records
-from data.dataset import Record, load_dataset
+from data.dataset import Record
 from trainers.base_model import EMBEDDED
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, load_records
 from trainers.hf_backend import (
     ADAPTER_DIR,
     METRICS_FILE,
     TrainResult,
-    _keep_metrics_until,
     dataset_info,
     epoch_order,
+    keep_metrics_until,
     summarize,
 )
 from trainers.manifest import Manifest
@@ -260,12 +260,7 @@ def train(
     out = Path(config.output_dir)
     if (out / CHECKPOINT_FILE).exists() and not resume:
         raise FileExistsError(f"{out} already holds a Tinker checkpoint: pass --resume or choose another output_dir")
-    if records is None:
-        if not config.data:
-            raise ValueError("no training data: give --data FILE")
-        records = load_dataset(config.data)
-    if dev_records is None and config.dev_data:
-        dev_records = load_dataset(config.dev_data)
+    records, dev_records = load_records(config, records, dev_records)
     if config.lora_dropout:
         _log(f"note: Tinker has no LoRA dropout; lora_dropout={config.lora_dropout} is not used")
     _log(f"note: Tinker chooses the LoRA alpha itself (config lora_alpha={config.lora_alpha} is not used)")
@@ -304,7 +299,7 @@ def _train(
         saved = json.loads((out / CHECKPOINT_FILE).read_text())
         state = saved["loop"]
         client = service_client.create_training_client_from_state_with_optimizer(saved["state_path"]).result()
-        history = _keep_metrics_until(metrics_path, state["global_step"])
+        history = keep_metrics_until(metrics_path, state["global_step"])
         _log(f"resumed from {saved['state_path']} at step {state['global_step']}")
     else:
         if metrics_path.exists():

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from data.convert import TokenizedExample, tokenize_records
-from data.dataset import Record, load_dataset
-from trainers.config import TrainConfig
-from trainers.hf_backend import ADAPTER_DIR, METRICS_FILE, TrainResult, _keep_metrics_until, dataset_info, summarize
+from data.dataset import Record
+from trainers.config import TrainConfig, load_records
+from trainers.hf_backend import ADAPTER_DIR, METRICS_FILE, TrainResult, dataset_info, keep_metrics_until, summarize
 from trainers.manifest import Manifest
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -160,7 +160,7 @@ def _resume_metrics(metrics_path: Path, checkpoints: Path) -> tuple[list[dict[st
     if last is None:
         raise FileNotFoundError(f"--resume: no checkpoint-* under {checkpoints}")
     step = json.loads((Path(last) / "trainer_state.json").read_text())["global_step"]
-    history = _keep_metrics_until(metrics_path, step)
+    history = keep_metrics_until(metrics_path, step)
     train = [m for m in history if m.get("type") == "train"]
     state = {
         "global_step": step,
@@ -183,13 +183,7 @@ def train(
     checkpoints = out / CHECKPOINTS_DIR
     if checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")) and not resume:
         raise FileExistsError(f"{out} already holds checkpoints: pass --resume or choose another output_dir")
-    if records is None:
-        if not config.data:
-            raise ValueError("no training data: give --data FILE")
-        records = load_dataset(config.data)
-    if dev_records is None and config.dev_data:
-        dev_records = load_dataset(config.dev_data)
-    dev_records = dev_records or []
+    records, dev_records = load_records(config, records, dev_records)
 
     import unsloth  # first: it patches transformers, trl and peft on import
     from datasets import Dataset
