@@ -43,9 +43,13 @@ def test_eval_run_generates_through_the_analyzer_and_resumes(tmp_path):
     for name in ("report.md", "report.html", "per_example.jsonl", "plots/forest_plot.png"):
         assert (out / name).is_file()
 
-    # The cached text is exactly what the serving analyzer answers for the reference prompt.
+    # The cached text is exactly what the serving analyzer answers for the reference prompt, with the
+    # server's default model (the embedded base plus the shipped news adapter).
     from mcp_server.analyzer import Analyzer
     from mcp_server.engine import EngineConfig
+    from mcp_server.models import default_adapter
 
+    assert summary["system"]["lora"] == str(default_adapter())
     ref = load_references(REFERENCES, limit=1)[0]
-    assert Analyzer(EngineConfig(n_threads=1)).complete(ref.prompt).raw == rows[0]["output"]
+    served = Analyzer(EngineConfig(lora_path=str(default_adapter()), n_threads=1)).complete(ref.prompt)
+    assert served.raw == rows[0]["output"]
