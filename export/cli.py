@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(report.summary(), file=sys.stderr, flush=True)
     else:
-        log("parity NOT checked (no --parity-data and no dev data in the adapter manifest)")
+        why = "--no-parity" if args.no_parity else "no --parity-data and no dev data in the adapter manifest"
+        log(f"parity NOT checked ({why})")
 
     manifest = gguf_manifest(
         out,
