@@ -21,7 +21,8 @@ from export.lora_gguf import export_lora_gguf  # noqa: E402
 from export.merged_gguf import merge_adapter, write_model_gguf  # noqa: E402
 from export.parity import Variant, check_parity, load_prompts  # noqa: E402
 from export.quantize import quantize_gguf  # noqa: E402
-from trainers.base_model import EMBEDDED, embedded_gguf, resolve_base_model  # noqa: E402
+from inference.models import EMBEDDED, embedded_base_model  # noqa: E402
+from trainers.base_model import resolve_base_model  # noqa: E402
 
 
 def main() -> int:
@@ -40,7 +41,7 @@ def main() -> int:
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(args.threads)
-    base_gguf = embedded_gguf() if args.base == EMBEDDED else Path(args.base)
+    base_gguf = embedded_base_model() if args.base == EMBEDDED else Path(args.base)
     hf_dir = resolve_base_model(args.base).path
     out = Path(tempfile.mkdtemp(prefix="export-figures-"))
     rows: list[tuple[str, Path, float]] = []

@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from mcp_server.newsletter import split_newsletter
+from ingest.newsletter import split_newsletter
 
 FIXTURES = Path(__file__).parents[1] / "tests" / "fixtures" / "newsletters"
 MEGABYTE = 1_000_000

@@ -5,7 +5,7 @@ the default server model (embedded base + shipped adapter) and with the plain ba
 reproduced figures beside the committed ones (models/eval/). Asserts nothing; greedy decoding makes
 the figures repeat on the same llama.cpp build, and a different CPU build may move a few answers.
 
-    .venv/bin/python bench/quality.py ../shared/data/news_train.jsonl [--out runs/quality] [--skip-base]
+    .venv/bin/python bench/quality.py PATH/TO/news_train.jsonl [--out runs/quality] [--skip-base]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "models" / "eval"
-CLI = [sys.executable, "-m", "mcp_server.cli"]
+CLI = [sys.executable, "-m", "news_enhancer.cli"]
 FIGURES = (
     ("json_validity", "study"),
     ("f1_overall", "study"),

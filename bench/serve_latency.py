@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mcp_server.analyzer import Analyzer  # noqa: E402
-from mcp_server.engine import EngineConfig  # noqa: E402
-from mcp_server.models import resolve_model_files  # noqa: E402
-from mcp_server.newsletter import split_newsletter  # noqa: E402
+from inference.analyzer import Analyzer  # noqa: E402
+from inference.engine import EngineConfig  # noqa: E402
+from inference.options import add_model_options, engine_config  # noqa: E402
+from ingest.newsletter import split_newsletter  # noqa: E402
 
 DEFAULT_NEWSLETTER = ROOT / "tests/fixtures/newsletters/tldr_ai.html"
 
@@ -176,11 +176,7 @@ def bench_startup(repeats: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--newsletter", type=Path, default=DEFAULT_NEWSLETTER)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--parallel", type=int, default=3)
-    parser.add_argument("--model")
-    parser.add_argument("--lora")
-    parser.add_argument("--no-default-lora", action="store_true", help="the plain base, without the shipped adapter")
+    add_model_options(parser)  # the same model options as `serve`, from one table
     parser.add_argument("--grammar-prompts", type=int, default=4, help="prompts for the grammar comparison")
     parser.add_argument("--grammar-tokens", type=int, default=96, help="answer tokens per prompt in that comparison")
     parser.add_argument("--grammar-rounds", type=int, default=1, help="repeats of that comparison")
@@ -188,8 +184,7 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=("newsletter", "grammar", "prefix", "startup"))
     args = parser.parse_args()
 
-    model, lora = resolve_model_files(args.model, args.lora, default_lora=not args.no_default_lora)
-    config = EngineConfig(model_path=model, lora_path=lora, n_threads=args.threads, n_parallel=args.parallel)
+    config = engine_config(args)
     print(f"threads: {config.threads()}   parallel: {args.parallel}   newsletter: {args.newsletter}")
     text = args.newsletter.read_text(encoding="utf-8")
     analyzer = bench_load(config)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 from data.dataset import load_dataset
 from trainers import hf_backend
 from trainers.config import load_config, parse_set_options
+from trainers.loop import count_steps
+from trainers.outputs import METRICS_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,24 +40,23 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         hf_backend.train(run, records)
         total = time.monotonic() - started
-        steps = [json.loads(line) for line in (Path(tmp) / "run" / hf_backend.METRICS_FILE).read_text().splitlines()]
+        steps = [json.loads(line) for line in (Path(tmp) / "run" / METRICS_FILE).read_text().splitlines()]
     steps = [m for m in steps if m["type"] == "train"]
     timed = steps[1:] or steps
     seconds = sum(m["seconds"] for m in timed)
     per_step = statistics.median(m["seconds"] for m in timed)
-    examples_per_step = config.batch_size * config.grad_accum
-    full_steps = config.max_steps or math.ceil(config.epochs * math.ceil(len(records) / examples_per_step))
+    full = count_steps(config, len(records))
     figures = {
         "threads": config.num_threads or "torch default",
         "precision": config.precision,
         "answer_only_head": config.answer_only_head,
-        "batch": examples_per_step,
+        "batch": full.per_step,
         "warmup_step_seconds": steps[0]["seconds"],
         "seconds_per_step_median": round(per_step, 2),
         "tokens_per_second": round(sum(m["tokens"] for m in timed) / seconds, 1),
         "answer_tokens_per_second": round(sum(m["answer_tokens"] for m in timed) / seconds, 1),
-        "full_run_steps": full_steps,
-        "full_run_minutes_projected": round(full_steps * per_step / 60, 1),
+        "full_run_steps": full.total,
+        "full_run_minutes_projected": round(full.total * per_step / 60, 1),
         "bench_wall_seconds": round(total, 1),
     }
     for key, value in figures.items():

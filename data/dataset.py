@@ -181,9 +181,15 @@ def find_leakage(train: Iterable[Record], other: Iterable[Record]) -> list[tuple
     return pairs
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a dataset file, recorded in manifests so a run names the exact data it saw."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file (data or model), recorded in manifests so an artifact names exactly what made it.
+
+    The one hashing helper of the project; it sits here, at the bottom, so every stage can use it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def record_to_json(record: Record) -> dict[str, Any]:

@@ -22,7 +22,9 @@ from evaluation.scoring import (
 )
 from evaluation.stats import compare
 
-STUDY_PROFILE_NOTE = "study-compatible profile of METRICS.md (§1-§6); better metrics under 'better' and 'baselines'"
+STUDY_PROFILE_NOTE = (
+    "study-compatible profile of docs/metrics.md (§1-§6); better metrics under 'better' and 'baselines'"
+)
 
 
 def _log(message: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from evaluation import gate as gate_module
 from evaluation.runner import RunnerError
+from inference.options import add_model_options
 
 
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
@@ -51,17 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="generate predictions with the analyzer and score them")
     run.add_argument("--data", required=True, metavar="REF.jsonl", help="references in the training-data format")
     run.add_argument("--out", required=True, metavar="DIR", help="evaluation directory (created; resumes if present)")
-    run.add_argument("--model", metavar="GGUF", help="base model GGUF (default: the embedded Gemma 3 270M)")
-    run.add_argument("--lora", metavar="GGUF", help="LoRA adapter GGUF applied on top of --model")
-    run.add_argument("--lora-scale", type=float, default=1.0)
-    run.add_argument(
-        "--no-default-lora",
-        action="store_true",
-        help="evaluate the plain embedded base; by default, as in `serve`, the shipped news adapter goes on it",
-    )
     run.add_argument("--limit", type=int, metavar="N", help="only the first N references")
-    run.add_argument("--n-threads", type=int, help="llama.cpp threads (default: the engine's; use 1 on a busy CPU)")
-    run.add_argument("--max-tokens", type=int, help="generation limit per item (default: the engine's)")
+    add_model_options(run)  # every option `serve` takes, from the same table
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _add_scoring_options(run)
 
@@ -126,17 +118,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evaluation import runner
     from evaluation.artifacts import write_eval_dir
     from evaluation.scoring import load_references, score_outputs
-    from mcp_server.engine import EngineConfig
+    from inference.options import engine_config
 
     refs = load_references(args.data, args.limit)
-    from mcp_server.models import resolve_model_files
-
-    model, lora = resolve_model_files(args.model, args.lora, default_lora=not args.no_default_lora)
-    config = EngineConfig(model_path=model, lora_path=lora, lora_scale=args.lora_scale)
-    if args.n_threads is not None:
-        config.n_threads = args.n_threads
-    if args.max_tokens is not None:
-        config.max_tokens = args.max_tokens
+    try:
+        config = engine_config(args)
+    except ValueError as exc:
+        print(f"news-enhancer eval run: {exc}", file=sys.stderr)
+        return 2
+    model, lora = config.model_path, config.lora_path
     out = Path(args.out)
     print(f"eval run: {len(refs)} references -> {out}", file=sys.stderr)
     outputs, stats = runner.generate(refs, out, config, progress=args.progress)
@@ -154,6 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "failed": stats.failed,
         "n_threads": config.n_threads,
         "max_tokens": config.max_tokens,
+        "chat_format": config.chat_format,
     }
     summary = write_eval_dir(
         out,

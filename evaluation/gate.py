@@ -124,7 +124,7 @@ def record_in_manifest(manifest_path: str | Path, verdict: Verdict) -> Path:
     This is the publish record: one JSON beside the GGUF says how it was made, that it answers like
     the trained adapter (parity) and how it scored against the model it replaces.
     """
-    from trainers.manifest import Manifest
+    from inference.manifest import Manifest
 
     manifest_path = Path(manifest_path)
     manifest = Manifest.read(manifest_path)

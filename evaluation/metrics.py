@@ -1,4 +1,4 @@
-"""Every metric of METRICS.md as plain functions over position-aligned lists of records.
+"""Every metric of docs/metrics.md as plain functions over position-aligned lists of records.
 
 The "study-compatible" functions reproduce the original study's definitions exactly (including its odd
 conventions, kept on purpose so our numbers sit beside its table). The "better" functions beside them fix
@@ -232,7 +232,7 @@ def sponsored_detection(preds: Sequence[Record], refs: Sequence[Record]) -> dict
 
 
 def study_metrics(preds: Sequence[Record], refs: Sequence[Record], valid: Sequence[bool]) -> dict[str, Any]:
-    """The study-compatible profile (METRICS.md §1-§4, §6). BERTScore is added by the caller when computed."""
+    """The study-compatible profile (docs/metrics.md §1-§4, §6). BERTScore is added by the caller when computed."""
     _check_aligned(preds, refs)
     if len(valid) != len(refs):
         raise ValueError(f"{len(valid)} validity flags for {len(refs)} references")

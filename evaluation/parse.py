@@ -1,4 +1,4 @@
-"""Generated text -> a record of the four task fields, by the study's validity rule (METRICS.md §1).
+"""Generated text -> a record of the four task fields, by the study's validity rule (docs/metrics.md §1).
 
 A prediction is valid when a JSON object holding the task keys can be parsed from the generated text: the
 whole text first, otherwise the first object embedded in it (a base model often writes prose around its

@@ -1,4 +1,4 @@
-"""The study's 13 plots (METRICS.md §10) and a few better ones, as PNG files (matplotlib, Agg backend).
+"""The study's 13 plots (docs/metrics.md §10) and a few better ones, as PNG files (matplotlib, Agg backend).
 
 Every function takes scorecards (`SystemScores`, one per system, same references) and writes one PNG.
 `make_all` writes the whole set and returns {plot name: path}; plots that need data a run lacks

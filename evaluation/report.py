@@ -17,7 +17,7 @@ from evaluation.scoring import SystemScores
 from evaluation.stats import PairedStats
 
 STUDY_REPORTED = {
-    # METRICS.md §8: the study's table (96-item test set, Llama 3.2 1B): Tinker LoRA, Unsloth LoRA.
+    # docs/metrics.md §8: the study's table (96-item test set, Llama 3.2 1B): Tinker LoRA, Unsloth LoRA.
     "json_validity": (1.0, 1.0),
     "f1_overall": (0.612, 0.603),
     "f1_key_insights": (0.464, 0.435),
@@ -214,7 +214,7 @@ def build_blocks(
     blocks += [
         Heading("Study-compatible metrics"),
         Paragraph(
-            "Defined exactly as in METRICS.md (the original study's conventions): invalid answers are scored as "
+            "Defined exactly as in docs/metrics.md (the original study's conventions): invalid answers are scored as "
             "empty with relevance 0; list F1 counts both-empty as 1; pooled precision/recall drop both-empty cells; "
             "ROUGE/BERTScore use the joined insights + companies and drop pairs with an empty side."
         ),

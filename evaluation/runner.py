@@ -85,7 +85,7 @@ def engine_identity(config: Any) -> dict[str, Any]:
     """What made the cached answers: resolved model path, adapter and decoding settings."""
     identity = {key: getattr(config, key, None) for key in IDENTITY_KEYS}
     if identity["model_path"] is None:
-        from mcp_server.models import embedded_base_model
+        from inference.models import embedded_base_model
 
         identity["model_path"] = str(embedded_base_model())
         identity["model"] = "embedded Gemma 3 270M Q4_K_M"
@@ -125,10 +125,10 @@ def generate(
 ) -> tuple[list[str], RunStats]:
     """Raw outputs for every reference (cached ones reused), appending new ones to DIR/predictions.jsonl.
 
-    `config` is an `mcp_server.engine.EngineConfig`; `analyzer` may be given instead (already loaded).
+    `config` is an `inference.engine.EngineConfig`; `analyzer` may be given instead (already loaded).
     """
-    from mcp_server.analyzer import Analyzer
-    from mcp_server.engine import EngineConfig
+    from inference.analyzer import Analyzer
+    from inference.engine import EngineConfig
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

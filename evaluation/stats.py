@@ -1,4 +1,4 @@
-"""Paired statistics between two systems scored on the same references (METRICS.md §7).
+"""Paired statistics between two systems scored on the same references (docs/metrics.md §7).
 
 Per metric: paired t-test and Wilcoxon (scipy defaults), Cohen's d as the study computed it (pooled SD of
 the two samples, which ignores the pairing), the paired d_z, post-hoc power of the paired t-test, and 95%

@@ -62,21 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def adapter_manifest(adapter_dir: Path) -> dict[str, Any]:
-    from trainers.manifest import MANIFEST_NAME, Manifest
+    from inference.manifest import MANIFEST_NAME, Manifest
 
     return Manifest.read(adapter_dir).to_dict() if (adapter_dir / MANIFEST_NAME).is_file() else {}
 
 
 def resolve_base(args: argparse.Namespace, trained: dict[str, Any]) -> tuple[Path, str]:
     """(base GGUF, base spec for trainers.base_model.resolve_base_model)."""
-    from trainers.base_model import EMBEDDED, embedded_gguf
+    from inference.models import EMBEDDED, embedded_base_model
 
     if args.base:
         spec = args.base
     else:
         source = (trained.get("base_model") or {}).get("source_file")
         spec = source if source and Path(source).is_file() else EMBEDDED
-    gguf = embedded_gguf() if spec == EMBEDDED else Path(spec)
+    gguf = embedded_base_model() if spec == EMBEDDED else Path(spec)
     if gguf.suffix != ".gguf" or not gguf.is_file():
         raise FileNotFoundError(f"--base must be an existing .gguf file (got {spec})")
     return gguf, spec

@@ -7,8 +7,6 @@ the file layout is the one `gguf.GGUFWriter` writes (GGUF version 2/3, little en
 
 from __future__ import annotations
 
-import mmap
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,21 +14,8 @@ from typing import Any
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, GGUFWriter
 
-GGUF_MAGIC = b"GGUF"
-SCALARS: dict[GGUFValueType, str] = {
-    # value type -> struct format (little endian)
-    GGUFValueType.UINT8: "<B",
-    GGUFValueType.INT8: "<b",
-    GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I",
-    GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f",
-    GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q",
-    GGUFValueType.FLOAT64: "<d",
-}
+from inference.files import ModelFileError, read_gguf_header
+
 NOT_COPIED = (
     # keys GGUFWriter writes itself, that describe one particular file, or that the exporter sets
     "general.architecture",
@@ -117,69 +102,25 @@ class GgufModel:
         return dequantize(raw, info.type).reshape(info.shape).astype(np.float32)
 
 
-class _Cursor:
-    def __init__(self, buffer: Any):
-        self.buffer, self.pos = buffer, 0
-
-    def unpack(self, fmt: str) -> Any:
-        value = struct.unpack_from(fmt, self.buffer, self.pos)[0]
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def string(self) -> str:
-        length = self.unpack("<Q")
-        text = bytes(self.buffer[self.pos : self.pos + length]).decode("utf-8")
-        self.pos += length
-        return text
-
-    def value(self, vtype: GGUFValueType) -> Any:
-        if vtype == GGUFValueType.STRING:
-            return self.string()
-        return self.unpack(SCALARS[vtype])
-
-    def array(self) -> tuple[GGUFValueType, list[Any]]:
-        sub_type = GGUFValueType(self.unpack("<I"))
-        count = self.unpack("<Q")
-        if sub_type in SCALARS and sub_type != GGUFValueType.BOOL:
-            dtype = np.dtype(SCALARS[sub_type])
-            values = np.frombuffer(self.buffer, dtype=dtype, count=count, offset=self.pos).tolist()
-            self.pos += dtype.itemsize * count
-            return sub_type, values
-        return sub_type, [self.value(sub_type) for _ in range(count)]
-
-
 def read_gguf(path: str | Path) -> GgufModel:
-    """Parse a GGUF's key/value pairs and tensor table (memory-mapped; tensor data is not read)."""
+    """Parse a GGUF's key/value pairs and tensor table (memory-mapped; tensor data is not read).
+
+    The parsing is `inference.files.read_gguf_header` (one reader in the project); this adds the
+    gguf package's enums the writer needs."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GGUF not found: {path}")
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-        if buffer[:4] != GGUF_MAGIC:
-            raise ValueError(f"{path} is not a GGUF file")
-        cursor = _Cursor(buffer)
-        cursor.pos = 4
-        version = cursor.unpack("<I")
-        if version not in (2, 3):
-            raise ValueError(f"{path}: GGUF version {version} is not supported")
-        n_tensors, n_kv = cursor.unpack("<Q"), cursor.unpack("<Q")
-        kv: dict[str, KeyValue] = {}
-        for _ in range(n_kv):
-            key = cursor.string()
-            vtype = GGUFValueType(cursor.unpack("<I"))
-            if vtype == GGUFValueType.ARRAY:
-                sub_type, values = cursor.array()
-                kv[key] = KeyValue(vtype, values, sub_type)
-            else:
-                kv[key] = KeyValue(vtype, cursor.value(vtype))
-        raw_tensors = []
-        for _ in range(n_tensors):
-            name = cursor.string()
-            dims = [cursor.unpack("<Q") for _ in range(cursor.unpack("<I"))]
-            ttype = GGMLQuantizationType(cursor.unpack("<I"))
-            raw_tensors.append((name, tuple(reversed(dims)), ttype, cursor.unpack("<Q")))
-        alignment = int(kv["general.alignment"].value) if "general.alignment" in kv else 32
-        data_start = -(-cursor.pos // alignment) * alignment
-    tensors = {name: TensorInfo(shape, ttype, data_start + offset) for name, shape, ttype, offset in raw_tensors}
+    try:
+        header = read_gguf_header(path)
+    except ModelFileError as exc:
+        raise ValueError(str(exc)) from None
+    kv = {
+        key: KeyValue(GGUFValueType(v.type), v.value, None if v.sub_type is None else GGUFValueType(v.sub_type))
+        for key, v in header.kv.items()
+    }
+    tensors = {
+        name: TensorInfo(shape, GGMLQuantizationType(kind), offset) for name, shape, kind, offset in header.tensors
+    }
     return GgufModel(path, kv, tensors)
 
 

@@ -1,4 +1,4 @@
-"""The manifest beside every exported GGUF: the project's one `trainers.manifest.Manifest`, kind "gguf".
+"""The manifest beside every exported GGUF: the project's one `inference.manifest.Manifest`, kind "gguf".
 
 `adapter.gguf` gets `adapter.manifest.json` (one GGUF per manifest, so a base, an adapter and a merged model
 can share a directory). What goes where:
@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainers.base_model import file_sha256
-from trainers.manifest import MANIFEST_NAME, Manifest
+from data.dataset import file_sha256
+from inference.manifest import MANIFEST_NAME, Manifest
 
 KIND = "gguf"
 

@@ -1,6 +1,6 @@
 """The MCP server: tools `analyze_article` and `analyze_newsletter`, the schemas as resources, over stdio.
 
-Thin over `mcp_server.analyzer`. Start-up stays fast (MCP clients give a server 1-10 s): nothing here
+Thin over `inference.analyzer`. Start-up stays fast (MCP clients give a server 1-10 s): nothing here
 imports llama_cpp or numpy; the model loads in a background thread once the server runs, and a
 tool call that arrives earlier waits for it. Tool failures (empty input, a broken model file)
 come back as tool errors with a readable message; the server keeps serving.
@@ -29,8 +29,8 @@ from schemas import SCHEMA_FILES, load_schema
 from schemas.models import ArticleResult, NewsletterReport
 
 if TYPE_CHECKING:
-    from mcp_server.analyzer import Analyzer
-    from mcp_server.engine import EngineConfig
+    from inference.analyzer import Analyzer
+    from inference.engine import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,26 @@ SCHEMA_URI = "schema://news-enhancer/{name}"
 class AnalyzerService:
     """Creates the analyzer and loads the model off the request path; shared by all tool calls."""
 
-    def __init__(self, config: Callable[[], EngineConfig] | EngineConfig | None = None, max_items: int | None = None):
-        # A callable defers building the EngineConfig, whose module imports numpy: not at start-up.
-        self._config, self._max_items = config, max_items
+    def __init__(
+        self,
+        config: Callable[[], EngineConfig] | EngineConfig | None = None,
+        max_items: int | None = None,
+        engine: Callable[[EngineConfig | None], Any] | None = None,
+    ):
+        """`config`: a callable defers building the EngineConfig (its module imports numpy: not at start-up).
+        `engine`: makes the engine from the config (default: the llama.cpp one; protocol tests pass a fake)."""
+        self._config, self._max_items, self._engine = config, max_items, engine
         self._analyzer: Analyzer | None = None
         self._created = threading.Lock()
 
     def analyzer(self) -> Analyzer:
         with self._created:
             if self._analyzer is None:
-                from mcp_server.analyzer import MAX_ITEMS, Analyzer  # numpy and friends: not at start-up
+                from inference.analyzer import MAX_ITEMS, Analyzer  # numpy and friends: not at start-up
 
                 config = self._config() if callable(self._config) else self._config
-                self._analyzer = Analyzer(config, max_items=self._max_items or MAX_ITEMS)
+                engine = self._engine(config) if self._engine else None
+                self._analyzer = Analyzer(config, engine=engine, max_items=self._max_items or MAX_ITEMS)
             return self._analyzer
 
     def warm_up(self) -> None:

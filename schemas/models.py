@@ -20,6 +20,17 @@ class ArticleAnalysis(BaseModel):
     company_names: list[Tag] = Field(max_length=10)
 
 
+class RelevanceDistribution(BaseModel):
+    """The model's probabilities over the score, and what was read from them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expected: float = Field(ge=1, le=10)
+    confidence: float = Field(ge=0, le=1)
+    probabilities: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=10, max_length=10)
+    rule: str
+
+
 class ArticleResult(ArticleAnalysis):
     """One analyzed item as the tools return it."""
 
@@ -27,6 +38,9 @@ class ArticleResult(ArticleAnalysis):
     url: str | None
     is_sponsored: bool
     truncated: bool
+    complete: bool = Field(strict=True)
+    incomplete_reason: Literal["max_tokens"] | None
+    relevance: RelevanceDistribution | None
 
 
 class NewsletterReport(BaseModel):

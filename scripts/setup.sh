@@ -29,4 +29,17 @@ fi
 "${pip[@]}" install -q -e ".[${extras}]"
 
 # The embedded default model: assembled once from the PyPI package into the user cache.
-.venv/bin/python -c "from mcp_server.models import embedded_base_model; print('setup: embedded model at', embedded_base_model())" >&2
+.venv/bin/python -c "from inference.models import embedded_base_model; print('setup: embedded model at', embedded_base_model())" >&2
+
+# The MCP Inspector CLI for the client test, pinned by tools/mcp-inspector/package-lock.json (npm registry).
+case ",$extras," in *,dev,*)
+  if command -v npm >/dev/null 2>&1; then
+    [ -x tools/mcp-inspector/node_modules/.bin/mcp-inspector ] ||
+      npm ci --prefix tools/mcp-inspector --no-audit --no-fund --loglevel=error >&2
+  elif [ "${CI:-}" = "true" ]; then
+    echo "setup: npm is missing; CI needs it for the MCP Inspector test" >&2
+    exit 1
+  else
+    echo "setup: npm not found: the MCP Inspector test will be skipped (install Node.js to run it)" >&2
+  fi ;;
+esac

@@ -10,7 +10,16 @@ import schemas
 from schemas.models import ArticleAnalysis, ArticleResult, NewsletterReport
 
 GOOD = {"relevance_score": 9, "summary": "", "key_insights": ["AI Model", "GitHub Repo"], "company_names": ["OpenAI"]}
-RESULT = {**GOOD, "title": "T", "url": None, "is_sponsored": False, "truncated": False}
+RESULT = {
+    **GOOD,
+    "title": "T",
+    "url": None,
+    "is_sponsored": False,
+    "truncated": False,
+    "complete": True,
+    "incomplete_reason": None,
+    "relevance": None,
+}
 
 BAD_ANALYSES = [
     {**GOOD, "relevance_score": 0},
@@ -52,6 +61,26 @@ def test_good_answer_is_valid_and_bad_ones_are_not():
 def test_result_schema_and_model_agree(bad):
     for instance in (RESULT, {**RESULT, **bad}):
         assert schema_accepts("article_result", instance) == pydantic_accepts(ArticleResult, instance)
+
+
+DISTRIBUTION = {"expected": 7.4, "confidence": 0.6, "probabilities": [0.0] * 6 + [0.2, 0.6, 0.1, 0.1], "rule": "median"}
+RESULT_CASES = [
+    ({"relevance": DISTRIBUTION}, True),
+    ({"complete": False, "incomplete_reason": "max_tokens"}, True),
+    ({"complete": "yes"}, False),
+    ({"incomplete_reason": "tired"}, False),
+    ({"relevance": {**DISTRIBUTION, "probabilities": [0.1] * 9}}, False),
+    ({"relevance": {**DISTRIBUTION, "expected": 0.5}}, False),
+    ({"relevance": {**DISTRIBUTION, "extra": 1}}, False),
+    ({"relevance": {k: v for k, v in DISTRIBUTION.items() if k != "rule"}}, False),
+]
+
+
+@pytest.mark.parametrize(("change", "valid"), RESULT_CASES)
+def test_result_completeness_and_relevance_fields(change, valid):
+    instance = {**RESULT, **change}
+    assert schema_accepts("article_result", instance) is valid
+    assert pydantic_accepts(ArticleResult, instance) is valid
 
 
 def test_result_repeats_the_analysis_constraints_exactly():

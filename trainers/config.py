@@ -66,7 +66,8 @@ class TrainConfig:
     device: str = "auto"
     """auto | cpu | cuda | mps."""
     precision: str = "auto"
-    """auto (bf16 autocast where supported) | bf16 | fp16 | fp32. Weights stay fp32; LoRA math is autocast."""
+    """auto | bf16 | fp16 | fp32. auto: bf16 autocast on CUDA with bf16 and on CPUs with AMX, fp16 on
+    older CUDA, else fp32 (trainers.precision says why, with the measurements). Weights stay fp32."""
     num_threads: int = 0
     """torch CPU threads; 0 keeps torch's default."""
     gradient_checkpointing: bool = False

@@ -2,11 +2,14 @@
 
 Why a small loop of our own rather than TRL's SFTTrainer: the one change that matters most on CPU is
 computing the 262k-vocabulary output head only on answer positions (the head dominates compute and
-memory; FINDINGS.md measured 7.5 -> 5.8 s/step), which SFTTrainer cannot do without overriding its
-loss anyway; its defaults (lr 2e-5, gradient checkpointing) are wrong for LoRA on CPU; and an explicit
-loop makes the answer-only labels, metrics.jsonl and exact resume easy to read and to test. The data
-path is shared with the other backends: `data.convert.tokenize_records` renders every example with
-data/prompts.py and masks the prompt (labels -100), so the loss covers the answer and `<end_of_turn>`.
+memory; with bf16 autocast on an AMX CPU it took a step from 7.5 to 5.8 s, docs/measured-facts.md),
+which SFTTrainer cannot do without overriding its loss anyway; its defaults (lr 2e-5, gradient
+checkpointing) are wrong for LoRA on CPU; and an explicit loop makes the answer-only labels,
+metrics.jsonl and exact resume easy to read and to test. This module supplies the step, the checkpoint
+and the dev loss; epochs, batches, metric lines, when to checkpoint and how to resume are
+trainers/loop.py's, shared with the tinker backend. The data path is shared with the other backends:
+`data.convert.tokenize_records` renders every example with data/prompts.py and masks the prompt (labels
+-100), so the loss covers the answer and `<end_of_turn>`.
 
 Outputs in `output_dir`: `metrics.jsonl` (one line per step: loss, lr, tokens, seconds; one per dev
 evaluation), `checkpoint/` (resumable: adapter, optimizer, scheduler, RNG, position), and `adapter/`
@@ -16,14 +19,10 @@ evaluation), `checkpoint/` (resumable: adapter, optimizer, scheduler, RNG, posit
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
-import sys
-import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +30,16 @@ import torch
 import torch.nn.functional as F
 
 from data.convert import IGNORE_INDEX, TokenizedExample, tokenize_records
-from data.dataset import Record, file_sha256
+from data.dataset import Record
+from inference.manifest import Manifest
 from trainers.base_model import BaseModelInfo, resolve_base_model
 from trainers.config import TrainConfig, load_records
-from trainers.manifest import Manifest
+from trainers.loop import Backend, StepResult, count_steps, run_loop
+from trainers.outputs import ADAPTER_DIR, CHECKPOINT_DIR, TrainResult, dataset_info
+from trainers.outputs import log as _log
+from trainers.precision import choose_precision
 
-CHECKPOINT_DIR = "checkpoint"
-ADAPTER_DIR = "adapter"
-METRICS_FILE = "metrics.jsonl"
-
-PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    adapter_dir: Path
-    manifest_path: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
 # ---------------------------------------------------------------- machine
@@ -60,18 +51,6 @@ def select_device(name: str) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 by default on CPU and on CUDA GPUs that support it, else fp32."""
-    if precision == "auto":
-        if device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
-            return torch.bfloat16
-        return None
-    try:
-        return PRECISIONS[precision]
-    except KeyError:
-        raise ValueError(f"unknown precision {precision!r}; known: auto, {', '.join(PRECISIONS)}") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -181,12 +160,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def epoch_order(n_items: int, seed: int, epoch: int) -> list[int]:
-    """The item order of one epoch: fixed by (seed, epoch), so a resumed run sees the same batches."""
-    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-    return torch.randperm(n_items, generator=generator).tolist()
-
-
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -222,21 +195,7 @@ def load_checkpoint(out: Path, model: Any, optimizer: Any, scheduler: Any) -> di
     return json.loads((ckpt / "state.json").read_text())
 
 
-def keep_metrics_until(path: Path, step: int) -> list[dict[str, Any]]:
-    """On resume, drop metric lines written after the checkpoint (they will be written again)."""
-    if not path.is_file():
-        return []
-    kept = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    kept = [m for m in kept if m.get("step", 0) <= step]
-    path.write_text("".join(json.dumps(m) + "\n" for m in kept))
-    return kept
-
-
 # ---------------------------------------------------------------- training
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def train(
@@ -263,7 +222,11 @@ def train(
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
     device = select_device(config.device)
-    dtype = autocast_dtype(config.precision, device)
+    precision = choose_precision(config.precision, device.type)
+    dtype = DTYPES[precision.chosen]
+    _log(f"precision: {precision.reason}")
+    if precision.warning:
+        _log(f"warning: {precision.warning}")
 
     if model is None or tokenizer is None:
         _log(f"loading base model {config.base_model}")
@@ -286,11 +249,12 @@ def train(
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
 
-    per_step = config.batch_size * config.grad_accum
-    steps_per_epoch = math.ceil(len(examples) / per_step)
-    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * steps_per_epoch)
+    steps = count_steps(config, len(examples))
+    total_steps = steps.total
     from transformers import get_scheduler
 
+    # fp16 needs loss scaling (its range underflows small gradients); bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler(
         config.lr_scheduler,
@@ -299,149 +263,64 @@ def train(
         num_training_steps=total_steps,
     )
 
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / METRICS_FILE
-    state = {"global_step": 0, "epoch": 0, "step_in_epoch": 0, "train_seconds": 0.0, "tokens": 0}
-    history: list[dict[str, Any]] = []
+    resumed = None
     if resume and (out / CHECKPOINT_DIR).exists():
-        state = load_checkpoint(out, model, optimizer, scheduler)
-        history = keep_metrics_until(metrics_path, state["global_step"])
-        _log(f"resumed from {out / CHECKPOINT_DIR} at step {state['global_step']}/{total_steps}")
-    elif metrics_path.exists():
-        metrics_path.unlink()
+        resumed = load_checkpoint(out, model, optimizer, scheduler)
+        _log(f"resumed from {out / CHECKPOINT_DIR} at step {resumed['global_step']}/{total_steps}")
 
     n_params = sum(p.numel() for p in trainable)
     _log(
         f"training {len(examples)} examples ({len(dev_examples)} dev) on {device} "
-        f"autocast={dtype}, {n_params:,} trainable parameters, {total_steps} steps of {per_step}"
+        f"autocast={dtype}, {n_params:,} trainable parameters, {total_steps} steps of {steps.per_step}"
     )
 
-    def record(entry: dict[str, Any]) -> None:
-        history.append(entry)
-        with open(metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+    def step(chunk: list[int], index: int) -> StepResult:
+        """One optimizer step: gradient accumulation over micro-batches, clipping, scheduler."""
+        micro = [chunk[i : i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
+        answer_total = sum(examples[i].answer_tokens for i in chunk) or 1
+        loss_value, tokens = 0.0, 0
+        for indices in micro:
+            batch = move(collate([examples[i] for i in indices], pad_id), device)
+            with autocast(device, dtype):
+                loss_sum, _ = answer_loss_sum(model, batch, config.answer_only_head)
+            scaler.scale(loss_sum / answer_total).backward()
+            loss_value += loss_sum.detach().item() / answer_total
+            tokens += int(batch["attention_mask"].sum())
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return StepResult(loss_value, lr, tokens, answer_total, float(grad_norm))
 
-    def run_dev(epoch: float) -> None:
-        if not dev_examples:
-            return
-        started = time.monotonic()
-        loss = evaluate_loss(model, dev_examples, config.batch_size, pad_id, device, dtype, config.answer_only_head)
-        record({"type": "eval", "step": state["global_step"], "epoch": epoch, "dev_loss": loss})
-        _log(f"dev loss {loss:.4f} at epoch {epoch:.2f} ({time.monotonic() - started:.0f} s)")
+    def dev_loss() -> float:
+        return evaluate_loss(model, dev_examples, config.batch_size, pad_id, device, dtype, config.answer_only_head)
 
-    wall_start = time.monotonic()
-    epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
-    while state["global_step"] < total_steps:
-        order = epoch_order(len(examples), config.seed, epoch)
-        chunks = [order[i : i + per_step] for i in range(0, len(order), per_step)]
-        for chunk in chunks[step_in_epoch:]:
-            if state["global_step"] >= total_steps:
-                break
-            step_start = time.monotonic()
-            micro = [chunk[i : i + config.batch_size] for i in range(0, len(chunk), config.batch_size)]
-            answer_total = sum(examples[i].answer_tokens for i in chunk) or 1
-            loss_value, tokens = 0.0, 0
-            for indices in micro:
-                batch = move(collate([examples[i] for i in indices], pad_id), device)
-                with autocast(device, dtype):
-                    loss_sum, _ = answer_loss_sum(model, batch, config.answer_only_head)
-                (loss_sum / answer_total).backward()
-                loss_value += loss_sum.detach().item() / answer_total
-                tokens += int(batch["attention_mask"].sum())
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            seconds = time.monotonic() - step_start
-            state["global_step"] += 1
-            step_in_epoch += 1
-            state["train_seconds"] += seconds
-            state["tokens"] += tokens
-            position = epoch + step_in_epoch / len(chunks)
-            record(
-                {
-                    "type": "train",
-                    "step": state["global_step"],
-                    "epoch": round(position, 4),
-                    "loss": loss_value,
-                    "lr": lr,
-                    "grad_norm": float(grad_norm),
-                    "tokens": tokens,
-                    "answer_tokens": answer_total,
-                    "seconds": round(seconds, 3),
-                }
-            )
-            if state["global_step"] % max(config.log_steps, 1) == 0 or state["global_step"] == total_steps:
-                rate = state["tokens"] / max(state["train_seconds"], 1e-9)
-                eta = (total_steps - state["global_step"]) * state["train_seconds"] / state["global_step"]
-                _log(
-                    f"step {state['global_step']}/{total_steps} epoch {position:.2f} loss {loss_value:.4f} "
-                    f"lr {lr:.2e} {seconds:.1f} s/step {rate:.0f} tok/s eta {eta / 60:.1f} min"
-                )
-            state["epoch"], state["step_in_epoch"] = epoch, step_in_epoch
-            at_epoch_end = step_in_epoch == len(chunks)  # the epoch-end checkpoint follows right away
-            if config.save_steps > 0 and state["global_step"] % config.save_steps == 0 and not at_epoch_end:
-                save_checkpoint(out, model, optimizer, scheduler, state)
-        else:
-            epoch, step_in_epoch = epoch + 1, 0
-            state["epoch"], state["step_in_epoch"] = epoch, 0
-            run_dev(float(epoch))
-            save_checkpoint(out, model, optimizer, scheduler, state)
-            continue
-        break
-    wall = time.monotonic() - wall_start
-
-    if not any(m.get("type") == "eval" and m.get("step") == state["global_step"] for m in history):
-        run_dev(round(state["global_step"] / steps_per_epoch, 4))
-    save_checkpoint(out, model, optimizer, scheduler, state)
+    backend = Backend(
+        step=step,
+        save=lambda state, _name: save_checkpoint(out, model, optimizer, scheduler, state),
+        dev_loss=dev_loss if dev_examples else None,
+    )
+    run = run_loop(config, backend, out, len(examples), resumed)
 
     adapter_dir = out / ADAPTER_DIR
     model.save_pretrained(adapter_dir)
-    metrics = summarize(history, state, wall, steps_per_epoch)
     manifest = Manifest(
         kind="adapter",
         config=config.to_dict(),
         dataset=dataset_info(config, records, dev_records),
         base_model=vars(base_info).copy(),
-        metrics=metrics,
-        extra={"backend": "hf", "device": str(device), "autocast": str(dtype), "trainable_parameters": n_params},
+        metrics=run.metrics,
+        extra={
+            "backend": "hf",
+            "device": str(device),
+            "autocast": str(dtype),
+            "precision": precision.as_dict(),
+            "trainable_parameters": n_params,
+        },
     )
     manifest_path = manifest.write(adapter_dir)
     _log(f"adapter: {adapter_dir}\nmanifest: {manifest_path}")
-    return TrainResult(out, adapter_dir, manifest_path, metrics)
-
-
-def dataset_info(
-    config: TrainConfig, records: Sequence[Record], dev_records: Sequence[Record] | None
-) -> dict[str, Any]:
-    info: dict[str, Any] = {"items": len(records), "dev_items": len(dev_records or [])}
-    for key, path in (("train", config.data), ("dev", config.dev_data)):
-        if path and Path(path).is_file():
-            info[f"{key}_path"] = str(Path(path).resolve())
-            info[f"{key}_sha256"] = file_sha256(path)
-    split_file = Path(config.data).parent / "split.json" if config.data else None
-    if split_file and split_file.is_file():  # written by `news-enhancer data split`: names the source data
-        split = json.loads(split_file.read_text())
-        info["split"] = {k: v for k, v in split.items() if k != "dev_item_ids"}
-    return info
-
-
-def summarize(history: list[dict[str, Any]], state: dict[str, Any], wall: float, steps_per_epoch: int) -> dict:
-    """Final figures for the manifest: losses, dev loss per evaluation, speed."""
-    train = [m for m in history if m.get("type") == "train"]
-    evals = [m for m in history if m.get("type") == "eval"]
-    last_epoch = [m["loss"] for m in train[-steps_per_epoch:]]
-    return {
-        "steps": state["global_step"],
-        "tokens": state["tokens"],
-        "train_seconds": round(state["train_seconds"], 1),
-        "wall_seconds_this_session": round(wall, 1),
-        "tokens_per_second": round(state["tokens"] / max(state["train_seconds"], 1e-9), 1),
-        "seconds_per_step": round(state["train_seconds"] / max(state["global_step"], 1), 3),
-        "first_train_loss": train[0]["loss"] if train else None,
-        "final_train_loss": train[-1]["loss"] if train else None,
-        "last_epoch_mean_train_loss": sum(last_epoch) / len(last_epoch) if last_epoch else None,
-        "dev_loss": [{"epoch": m["epoch"], "step": m["step"], "loss": m["dev_loss"]} for m in evals],
-        "final_dev_loss": evals[-1]["dev_loss"] if evals else None,
-    }
+    return TrainResult(out, adapter_dir, manifest_path, run.metrics)

@@ -9,9 +9,11 @@ Tinker runs the model remotely; this module only tokenizes, sends batches and fe
 
 The data path is the hf backend's: `data.convert.tokenize_records` renders every example with
 data/prompts.py and marks prompt tokens; a Datum gets weight 0 on every prompt token and 1 on every
-answer token (the answer and its turn-end marker), shifted by one as next-token targets. Batches,
-epochs, learning-rate schedule, metrics.jsonl lines and the manifest match the hf backend, so runs of
-the two backends compare line by line.
+answer token (the answer and its turn-end marker), shifted by one as next-token targets. The epochs,
+batches, metrics.jsonl lines, checkpoint timing and resume are trainers/loop.py's, shared with the hf
+backend; the learning-rate schedule and the manifest match it too, so runs of the two backends compare
+line by line. This module supplies the loop's step (forward_backward + optim_step), checkpoint
+(save_state) and dev loss (forward).
 
 What Tinker decides itself: the LoRA alpha (read back from the downloaded adapter and recorded), and
 which modules get LoRA, in groups (all attention projections, all MLP projections, the output head):
@@ -30,8 +32,6 @@ the loop position), `tinker_adapter/` (the files as downloaded) and `adapter/` (
 from __future__ import annotations
 
 import json
-import math
-import sys
 import threading
 import time
 import urllib.request
@@ -41,18 +41,12 @@ from typing import Any
 
 from data.convert import IGNORE_INDEX, TokenizedExample, tokenize_records
 from data.dataset import Record
+from inference.manifest import Manifest
 from trainers.base_model import EMBEDDED
 from trainers.config import TrainConfig, load_records
-from trainers.hf_backend import (
-    ADAPTER_DIR,
-    METRICS_FILE,
-    TrainResult,
-    dataset_info,
-    epoch_order,
-    keep_metrics_until,
-    summarize,
-)
-from trainers.manifest import Manifest
+from trainers.loop import Backend, StepResult, count_steps, run_loop
+from trainers.outputs import ADAPTER_DIR, TrainResult, dataset_info
+from trainers.outputs import log as _log
 from trainers.tinker_convert import convert as convert_adapter
 
 CHECKPOINT_FILE = "tinker_checkpoint.json"
@@ -77,10 +71,6 @@ MODULE_GROUPS: dict[str, frozenset[str]] = {
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 """torch.optim.AdamW defaults, as the hf backend uses (Tinker's own defaults are 0.95 and 1e-12)."""
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- config checks
@@ -291,19 +281,13 @@ def _train(
 ) -> TrainResult:
     from tinker import types
 
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / METRICS_FILE
-    state = {"global_step": 0, "epoch": 0, "step_in_epoch": 0, "train_seconds": 0.0, "tokens": 0}
-    history: list[dict[str, Any]] = []
+    resumed = None
     if resume and (out / CHECKPOINT_FILE).exists():
-        saved = json.loads((out / CHECKPOINT_FILE).read_text())
-        state = saved["loop"]
-        client = service_client.create_training_client_from_state_with_optimizer(saved["state_path"]).result()
-        history = keep_metrics_until(metrics_path, state["global_step"])
-        _log(f"resumed from {saved['state_path']} at step {state['global_step']}")
+        saved_file = json.loads((out / CHECKPOINT_FILE).read_text())
+        resumed = saved_file["loop"]
+        client = service_client.create_training_client_from_state_with_optimizer(saved_file["state_path"]).result()
+        _log(f"resumed from {saved_file['state_path']} at step {resumed['global_step']}")
     else:
-        if metrics_path.exists():
-            metrics_path.unlink()
         _log(f"creating a Tinker LoRA training client: {config.base_model} rank {config.lora_r} {flags}")
         client = service_client.create_lora_training_client(
             base_model=config.base_model, rank=config.lora_r, seed=config.seed, **flags
@@ -318,105 +302,53 @@ def _train(
     datums = [to_datum(e) for e in examples]
     dev_datums = [to_datum(e) for e in dev_examples]
 
-    per_step = config.batch_size * config.grad_accum
-    steps_per_epoch = math.ceil(len(examples) / per_step)
-    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * steps_per_epoch)
-    rates = lr_schedule(config, total_steps)
-    _log(f"training {len(examples)} examples ({len(dev_examples)} dev) on Tinker, {total_steps} steps of {per_step}")
+    steps = count_steps(config, len(examples))
+    rates = lr_schedule(config, steps.total)
+    _log(
+        f"training {len(examples)} examples ({len(dev_examples)} dev) on Tinker, "
+        f"{steps.total} steps of {steps.per_step}"
+    )
 
-    def record(entry: dict[str, Any]) -> None:
-        history.append(entry)
-        with open(metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+    def step(chunk: list[int], index: int) -> StepResult:
+        """forward_backward + optim_step, both submitted before waiting on either, so they run back to back."""
+        batch = [datums[i] for i in chunk]
+        answer_tokens = sum(examples[i].answer_tokens for i in chunk)
+        lr = rates[index]
+        adam = types.AdamParams(
+            learning_rate=lr,
+            beta1=ADAM_BETAS[0],
+            beta2=ADAM_BETAS[1],
+            eps=ADAM_EPS,
+            weight_decay=config.weight_decay,
+            # Tinker's loss is the weighted *sum* over tokens; the hf backend clips the gradient of
+            # the per-answer-token mean. Scaling the threshold by the token count clips the same way.
+            grad_clip_norm=config.max_grad_norm * max(answer_tokens, 1) if config.max_grad_norm > 0 else 0.0,
+        )
+        fwd_bwd = client.forward_backward(batch, LOSS_FN)
+        optim = client.optim_step(adam)
+        loss, _ = mean_nll(fwd_bwd.result(), batch)
+        grad_norm = (getattr(optim.result(), "metrics", None) or {}).get("grad_norm")
+        tokens = sum(len(examples[i].input_ids) for i in chunk)
+        return StepResult(loss, lr, tokens, answer_tokens, grad_norm)
 
     saved = {"step": -1, "path": ""}
 
-    def checkpoint(name: str) -> str:
+    def save(state: dict[str, Any], name: str) -> None:
         """Save a resumable Tinker state (at most once per step) and note it with the loop position."""
         if saved["step"] != state["global_step"]:
             saved.update(step=state["global_step"], path=client.save_state(name, overwrite=True).result().path)
         _save_loop_state(out, {"state_path": saved["path"], "loop": dict(state)})
-        return saved["path"]
 
-    def run_dev(epoch: float) -> None:
-        if not dev_datums:
-            return
-        started = time.monotonic()
-        loss, _ = mean_nll(client.forward(dev_datums, LOSS_FN).result(), dev_datums)
-        record({"type": "eval", "step": state["global_step"], "epoch": epoch, "dev_loss": loss})
-        _log(f"dev loss {loss:.4f} at epoch {epoch:.2f} ({time.monotonic() - started:.0f} s)")
+    def dev_loss() -> float:
+        return mean_nll(client.forward(dev_datums, LOSS_FN).result(), dev_datums)[0]
 
-    wall_start = time.monotonic()
-    epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
-    while state["global_step"] < total_steps:
-        order = epoch_order(len(examples), config.seed, epoch)
-        chunks = [order[i : i + per_step] for i in range(0, len(order), per_step)]
-        for chunk in chunks[step_in_epoch:]:
-            if state["global_step"] >= total_steps:
-                break
-            step_start = time.monotonic()
-            batch = [datums[i] for i in chunk]
-            answer_tokens = sum(examples[i].answer_tokens for i in chunk)
-            lr = rates[state["global_step"]]
-            adam = types.AdamParams(
-                learning_rate=lr,
-                beta1=ADAM_BETAS[0],
-                beta2=ADAM_BETAS[1],
-                eps=ADAM_EPS,
-                weight_decay=config.weight_decay,
-                # Tinker's loss is the weighted *sum* over tokens; the hf backend clips the gradient of
-                # the per-answer-token mean. Scaling the threshold by the token count clips the same way.
-                grad_clip_norm=config.max_grad_norm * max(answer_tokens, 1) if config.max_grad_norm > 0 else 0.0,
-            )
-            fwd_bwd = client.forward_backward(batch, LOSS_FN)
-            optim = client.optim_step(adam)
-            loss, _ = mean_nll(fwd_bwd.result(), batch)
-            optim_result = optim.result()
-            seconds = time.monotonic() - step_start
-            tokens = sum(len(examples[i].input_ids) for i in chunk)
-            state["global_step"] += 1
-            step_in_epoch += 1
-            state["train_seconds"] += seconds
-            state["tokens"] += tokens
-            position = epoch + step_in_epoch / len(chunks)
-            entry = {
-                "type": "train",
-                "step": state["global_step"],
-                "epoch": round(position, 4),
-                "loss": loss,
-                "lr": lr,
-                "tokens": tokens,
-                "answer_tokens": answer_tokens,
-                "seconds": round(seconds, 3),
-            }
-            grad_norm = (getattr(optim_result, "metrics", None) or {}).get("grad_norm")
-            if grad_norm is not None:
-                entry["grad_norm"] = grad_norm
-            record(entry)
-            if state["global_step"] % max(config.log_steps, 1) == 0 or state["global_step"] == total_steps:
-                rate = state["tokens"] / max(state["train_seconds"], 1e-9)
-                eta = (total_steps - state["global_step"]) * state["train_seconds"] / state["global_step"]
-                _log(
-                    f"step {state['global_step']}/{total_steps} epoch {position:.2f} loss {loss:.4f} "
-                    f"lr {lr:.2e} {seconds:.1f} s/step {rate:.0f} tok/s eta {eta / 60:.1f} min"
-                )
-            state["epoch"], state["step_in_epoch"] = epoch, step_in_epoch
-            if config.save_steps > 0 and state["global_step"] % config.save_steps == 0:
-                checkpoint(f"step-{state['global_step']:06d}")
-        else:
-            epoch, step_in_epoch = epoch + 1, 0
-            state["epoch"], state["step_in_epoch"] = epoch, 0
-            run_dev(float(epoch))
-            checkpoint(f"epoch-{epoch:03d}")
-            continue
-        break
-    wall = time.monotonic() - wall_start
+    backend = Backend(step=step, save=save, dev_loss=dev_loss if dev_datums else None)
+    run = run_loop(config, backend, out, len(examples), resumed)
+    state = run.state
 
-    if not any(m.get("type") == "eval" and m.get("step") == state["global_step"] for m in history):
-        run_dev(round(state["global_step"] / steps_per_epoch, 4))
     final = f"final-step{state['global_step']}-{time.strftime('%Y%m%d-%H%M%S')}"
     paths = {
-        "state": checkpoint("final"),
+        "state": saved["path"],  # the loop's final checkpoint
         "sampler": client.save_weights_for_sampler(final).result().path,
         "external": client.save_weights_external(final).result().path,
     }
@@ -426,13 +358,12 @@ def _train(
     adapter_dir = out / ADAPTER_DIR
     converted = convert_adapter(download_dir, adapter_dir, base_model=config.base_model)
 
-    metrics = summarize(history, state, wall, steps_per_epoch)
     manifest = Manifest(
         kind="adapter",
         config=config.to_dict(),
         dataset=dataset_info(config, records, dev_records),
         base_model={"spec": config.base_model, "path": config.base_model, "host": "tinker"},
-        metrics=metrics,
+        metrics=run.metrics,
         extra={
             "backend": "tinker",
             "tinker_paths": paths,
@@ -443,4 +374,4 @@ def _train(
     )
     manifest_path = manifest.write(adapter_dir)
     _log(f"adapter: {adapter_dir}\nmanifest: {manifest_path}")
-    return TrainResult(out, adapter_dir, manifest_path, metrics)
+    return TrainResult(out, adapter_dir, manifest_path, run.metrics)

@@ -25,8 +25,6 @@ Outputs in `output_dir`: `metrics.jsonl` (one line per step, one per dev evaluat
 from __future__ import annotations
 
 import json
-import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,16 +32,23 @@ from typing import Any
 
 from data.convert import TokenizedExample, tokenize_records
 from data.dataset import Record
+from inference.manifest import Manifest
 from trainers.config import TrainConfig, load_records
-from trainers.hf_backend import ADAPTER_DIR, METRICS_FILE, TrainResult, dataset_info, keep_metrics_until, summarize
-from trainers.manifest import Manifest
+from trainers.loop import count_steps
+from trainers.outputs import (
+    ADAPTER_DIR,
+    METRICS_FILE,
+    TrainResult,
+    append_metric,
+    dataset_info,
+    keep_metrics_until,
+    summarize,
+)
+from trainers.outputs import log as _log
+from trainers.precision import choose_precision
 
 CHECKPOINTS_DIR = "checkpoints"
 CPU_ERROR = "the unsloth backend needs a CUDA GPU; use --backend hf on CPU"
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def require_cuda() -> None:
@@ -55,10 +60,9 @@ def require_cuda() -> None:
 
 
 def total_steps(config: TrainConfig, n_examples: int) -> tuple[int, int]:
-    """(optimizer steps, steps per epoch), counted as the hf backend counts them."""
-    per_epoch = math.ceil(n_examples / (config.batch_size * config.grad_accum))
-    steps = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * per_epoch)
-    return steps, per_epoch
+    """(optimizer steps, steps per epoch), counted as the hf and tinker backends count them."""
+    steps = count_steps(config, n_examples)
+    return steps.total, steps.per_epoch
 
 
 def rows(examples: Sequence[TokenizedExample]) -> list[dict[str, list[int]]]:
@@ -68,8 +72,8 @@ def rows(examples: Sequence[TokenizedExample]) -> list[dict[str, list[int]]]:
 
 def sft_arguments(config: TrainConfig, steps: int, bf16: bool, has_dev: bool) -> dict[str, Any]:
     """SFTConfig keyword arguments for `config` (plain data, so it can be checked without a GPU)."""
-    precision = {"bf16": (True, False), "fp16": (False, True), "fp32": (False, False)}
-    use_bf16, use_fp16 = (bf16, not bf16) if config.precision == "auto" else precision[config.precision]
+    chosen = choose_precision(config.precision, "cuda", cuda_bf16=bf16).chosen
+    use_bf16, use_fp16 = chosen == "bf16", chosen == "fp16"
     return {
         "output_dir": str(Path(config.output_dir) / CHECKPOINTS_DIR),
         "per_device_train_batch_size": config.batch_size,
@@ -139,9 +143,7 @@ def _metrics_callback(metrics_path: Path, history: list[dict[str, Any]], state: 
                     _log(f"step {step}/{trainer_state.max_steps} loss {logs['loss']:.4f} {seconds:.2f} s/step")
             else:
                 return
-            history.append(entry)
-            with open(metrics_path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            append_metric(metrics_path, history, entry)
 
     return MetricsCallback()
 

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from inference.options import add_model_options
 from workflows import auth
 from workflows.gmail import DEFAULT_LABEL, search_query
 from workflows.state import StateStore
@@ -67,12 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", type=Path, default=auth.DEFAULT_TOKEN, help=f"token cache, mode 0600 (default {auth.DEFAULT_TOKEN})"
     )
     run.add_argument("--no-browser", action="store_true", help="print the consent URL instead of opening a browser")
-    run.add_argument("--model", help="GGUF model (default: the embedded Gemma 3 270M)")
-    run.add_argument("--lora", help="GGUF LoRA adapter applied to the model")
-    run.add_argument(
-        "--no-default-lora", action="store_true", help="the plain embedded base, without the shipped news adapter"
-    )
-    run.add_argument("--threads", type=int, help="llama.cpp threads (default: up to 2)")
+    add_model_options(run)  # the same model options as `serve`, from one table
     run.add_argument("--no-progress", action="store_true", help="no progress bar (step lines still go to stderr)")
 
     status = commands.add_parser("status", help="list the messages the state database knows")
@@ -82,12 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_analyzer(args: argparse.Namespace) -> Any:
     """The MCP tools' analyzer (the model loads on first use, so a run with nothing to do stays fast)."""
-    from mcp_server.analyzer import Analyzer
-    from mcp_server.engine import EngineConfig
-    from mcp_server.models import resolve_model_files
+    from inference.analyzer import Analyzer
+    from inference.options import engine_config
 
-    model, lora = resolve_model_files(args.model, args.lora, default_lora=not args.no_default_lora)
-    return Analyzer(EngineConfig(model_path=model, lora_path=lora, n_threads=args.threads))
+    return Analyzer(engine_config(args), max_items=args.max_items)
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

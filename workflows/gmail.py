@@ -9,7 +9,7 @@ import base64
 from datetime import date
 from typing import Any
 
-from workflows.mime import DecodedEmail, parse_email
+from ingest.email import DecodedEmail, parse_email
 from workflows.retry import RetryPolicy, call_with_retries
 
 USER = "me"
@@ -54,7 +54,7 @@ def message_link(message_id: str) -> str:
 
 
 def fetch_email(service: Any, message_id: str, policy: RetryPolicy | None = None) -> DecodedEmail:
-    """Fetch one message in raw form and decode it (see `workflows.mime`)."""
+    """Fetch one message in raw form and decode it (see `ingest.email`)."""
     request = service.users().messages().get(userId=USER, id=message_id, format="raw")
     message = call_with_retries(f"Gmail messages.get {message_id}", request.execute, policy)
     arrived = message.get("internalDate")

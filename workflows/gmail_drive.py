@@ -1,10 +1,12 @@
 """The Gmail -> analyze -> Drive run: every matching newsletter analyzed, reported and uploaded once.
 
 For each message, oldest first, the run advances its stage in the state store (see
-`workflows.state`): fetch and decode it, analyze it with the MCP tools' analyzer, write its Markdown
-report, upload the report, optionally label the message. Each stage is committed before the next
-starts, so a rerun of the same command picks up exactly where a crash or Ctrl-C left off. A
-message that fails is recorded with its error and the run goes on with the next one.
+`workflows.state`): fetch and decode it (`ingest.email`), split its body into items with what the
+email already told (body format, sender, subject, date: nothing is parsed or sniffed twice) and
+analyze them with the MCP tools' analyzer, write its Markdown report, upload the report, optionally
+label the message. Each stage is committed before the next starts, so a rerun of the same command
+picks up exactly where a crash or Ctrl-C left off. A message that fails is recorded with its error
+and the run goes on with the next one.
 """
 
 from __future__ import annotations
@@ -20,22 +22,23 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 import schemas
+from ingest.email import CONTENT_TYPES, DecodedEmail, parse_email, sender_name
+from ingest.newsletter import Newsletter, split_newsletter
 from workflows import drive, gmail
 from workflows.files import write_atomic
-from workflows.mime import DecodedEmail, parse_email, sender_name
 from workflows.reports import DigestEntry, clean_title, newsletter_markdown, render_digest, report_name
 from workflows.retry import RetryPolicy, describe_error
 from workflows.state import MessageState, StateStore
 
 ProgressFn = Callable[[int, int, dict[str, Any], float], None]
-"""on_item(done, total, result, seconds), as `mcp_server.analyzer.Analyzer` calls it."""
+"""on_item(done, total, result, seconds), as `inference.analyzer.Analyzer` calls it."""
 
 
 class NewsletterAnalyzer(Protocol):
-    """What the run needs from `mcp_server.analyzer.Analyzer` (tests may pass another implementation)."""
+    """What the run needs from `inference.analyzer.Analyzer` (tests may pass another implementation)."""
 
-    def analyze_newsletter(
-        self, text: str, fmt: str = "auto", source: str | None = None, on_item: ProgressFn | None = None
+    def analyze_split(
+        self, newsletter: Newsletter, source: str | None = None, on_item: ProgressFn | None = None
     ) -> dict[str, Any]: ...
 
 
@@ -117,6 +120,19 @@ class RunSummary:
         )
 
 
+def split_body(st: MessageState) -> Newsletter:
+    """The items of a fetched message's body, split with what its email said: the body's format
+    decides the carrier (a text/plain body is still sniffed for HTML or Markdown), the sender names
+    the newsletter, the subject and date are the email's."""
+    return split_newsletter(
+        st.body or "",
+        content_type=CONTENT_TYPES.get(st.body_format or "", "text/plain"),
+        source=sender_name(st.sender or "") or None,
+        subject=st.subject or None,
+        date=st.date,
+    )
+
+
 def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
@@ -157,9 +173,7 @@ class _Run:
 
     def analyze(self, st: MessageState) -> MessageState:
         started = time.perf_counter()
-        report = self.analyzer.analyze_newsletter(
-            st.body or "", "auto", source=sender_name(st.sender or ""), on_item=self._item_done
-        )
+        report = self.analyzer.analyze_split(split_body(st), sender_name(st.sender or "") or None, self._item_done)
         schemas.validate("newsletter_report", report)  # never store or upload a malformed report
         self.state.record_analyzed(st.message_id, report)
         seconds = time.perf_counter() - started

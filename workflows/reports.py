@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_server.report import escape, link, render_markdown
+from ingest.report import escape, link, render_markdown
 
 NAME_LIMIT = 80
 """Characters of the subject kept in a file name."""

@@ -241,7 +241,7 @@ def test_gate_passes_an_equal_model(dirs):
 
 
 def test_gate_records_the_evaluation_in_the_candidates_gguf_manifest(dirs):
-    from trainers.manifest import Manifest
+    from inference.manifest import Manifest
 
     manifest = dirs["tmp"] / "candidate.manifest.json"
     Manifest(kind="gguf", metrics={"size_bytes": 7}).write(dirs["tmp"], manifest.name)

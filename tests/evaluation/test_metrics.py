@@ -1,4 +1,4 @@
-"""Known-answer tests: every metric of METRICS.md on small cases computed by hand.
+"""Known-answer tests: every metric of docs/metrics.md on small cases computed by hand.
 
 The three-example case below (P = prediction, R = reference):
   0: P rel 7, ki [alpha, delta, echo], cn [xray]     R rel 10, ki [alpha, beta], cn [xray]

@@ -1,4 +1,4 @@
-"""The validity rule of METRICS.md §1: what counts as a parsed answer, and what invalid answers become."""
+"""The validity rule of docs/metrics.md §1: what counts as a parsed answer, and what invalid answers become."""
 
 import json
 

@@ -45,9 +45,9 @@ def test_eval_run_generates_through_the_analyzer_and_resumes(tmp_path):
 
     # The cached text is exactly what the serving analyzer answers for the reference prompt, with the
     # server's default model (the embedded base plus the shipped news adapter).
-    from mcp_server.analyzer import Analyzer
-    from mcp_server.engine import EngineConfig
-    from mcp_server.models import default_adapter
+    from inference.analyzer import Analyzer
+    from inference.engine import EngineConfig
+    from inference.models import default_adapter
 
     assert summary["system"]["lora"] == str(default_adapter())
     ref = load_references(REFERENCES, limit=1)[0]

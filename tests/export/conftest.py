@@ -17,7 +17,7 @@ from peft import LoraConfig, get_peft_model
 
 from export.merged_gguf import write_model_gguf
 from export.parity import ParityThresholds, load_prompts
-from mcp_server.models import embedded_base_model
+from inference.models import embedded_base_model
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TRAIN_SAMPLE = FIXTURES / "train_sample.jsonl"
@@ -147,11 +147,11 @@ class TinySetup:
     chat_format: str = "gemma"
 
 
-def build_setup(root: Path, model, **lora_kwargs) -> TinySetup:
+def build_setup(root: Path, model, std: float = 0.5, **lora_kwargs) -> TinySetup:
     root.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(root / "hf")
     write_model_gguf(model, root / "base.gguf", "f32", tokenizer_gguf=embedded_base_model(), chat_format="gemma")
-    peft_model = random_lora(model, **lora_kwargs)
+    peft_model = random_lora(model, std=std, **lora_kwargs)
     peft_model.save_pretrained(root / "adapter")
     return TinySetup(root / "hf", root / "base.gguf", root / "adapter", peft_model)
 

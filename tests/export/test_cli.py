@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from data.dataset import file_sha256
 from export import cli, lora_gguf
 from export.manifest import manifest_path_for
-from mcp_server.cli import main as news_enhancer
+from news_enhancer.cli import main as news_enhancer
 from tests.export.conftest import TRAIN_SAMPLE
-from trainers.base_model import file_sha256
 
 
 def _args(setup, out, *extra):

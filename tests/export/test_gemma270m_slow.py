@@ -7,8 +7,8 @@ import json
 import pytest
 
 from export.manifest import manifest_path_for
-from mcp_server.cli import main as news_enhancer
-from mcp_server.models import embedded_base_model
+from inference.models import embedded_base_model
+from news_enhancer.cli import main as news_enhancer
 from schemas import validate
 from tests.export.conftest import TRAIN_SAMPLE
 
@@ -32,8 +32,8 @@ def _export(adapter, out, *extra):
 
 @pytest.mark.slow
 def test_trained_gemma_adapter_exports_passes_parity_and_serves(trained_adapter, tmp_path):
-    from mcp_server.analyzer import Analyzer
-    from mcp_server.engine import EngineConfig
+    from inference.analyzer import Analyzer
+    from inference.engine import EngineConfig
 
     lora = tmp_path / "news-lora.gguf"
     manifest = _export(trained_adapter, lora)

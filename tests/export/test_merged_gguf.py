@@ -12,7 +12,7 @@ from export.gguf_file import read_gguf
 from export.merged_gguf import MergedExportError, chat_template, merge_adapter, write_model_gguf
 from export.parity import Variant, check_parity
 from export.quantize import quantize_gguf
-from mcp_server.models import embedded_base_model
+from inference.models import embedded_base_model
 from tests.export.conftest import TINY_MAX_TOKENS, TINY_THRESHOLDS, random_lora, tiny_gemma3, tiny_llama
 
 

@@ -9,10 +9,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from data.dataset import file_sha256
+from inference.manifest import Manifest
 from trainers import hf_backend
 from trainers.base_model import BaseModelInfo
 from trainers.config import TrainConfig
-from trainers.manifest import Manifest
 
 from .conftest import FIXTURE
 
@@ -78,6 +78,12 @@ def test_training_lowers_loss_and_writes_adapter_manifest_metrics(tmp_path, tiny
     assert manifest.metrics["steps"] == 9
     assert manifest.metrics["final_train_loss"] == pytest.approx(train[-1]["loss"])
     assert manifest.metrics["final_dev_loss"] == pytest.approx(evals[-1]["dev_loss"])
+    assert manifest.extra["precision"] == {
+        "requested": "fp32",
+        "chosen": "fp32",
+        "reason": "fp32 as configured",
+        "warning": None,
+    }
 
     # the adapter loads with peft on the same base and changes its output
     base = tiny_gemma3().eval()
@@ -125,3 +131,17 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path, tiny_ge
     assert a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-6), name
+
+
+def test_auto_precision_on_a_cpu_without_bf16_trains_in_fp32_and_says_why(
+    tmp_path, tiny_gemma3, gemma_tokenizer, monkeypatch, capsys
+):
+    from trainers import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_kind", lambda *a, **k: "none")
+    result = run(tiny_config(tmp_path, precision="auto", max_steps=1, device="cpu"), tiny_gemma3, gemma_tokenizer)
+    manifest = Manifest.read(result.manifest_path)
+    assert manifest.extra["precision"]["chosen"] == "fp32"
+    assert manifest.extra["precision"]["reason"] == "cpu without native bf16: fp32"
+    assert manifest.extra["autocast"] == "None"
+    assert "precision: cpu without native bf16: fp32" in capsys.readouterr().err

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from inference.manifest import Manifest
 from trainers.cli import main
-from trainers.manifest import Manifest
 
 from .conftest import FIXTURE
 

@@ -3,8 +3,8 @@
 import hashlib
 import json
 
+from inference.manifest import Manifest, code_version
 from trainers.base_model import EMBEDDED, resolve_base_model
-from trainers.manifest import Manifest, code_version
 
 
 def test_manifest_round_trip_keeps_unknown_keys(tmp_path):

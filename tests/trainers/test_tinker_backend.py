@@ -16,10 +16,10 @@ from peft import PeftModel
 from data.convert import to_prompt_completion
 from data.dataset import load_dataset
 from data.prompts import render_answer, render_chat_completion, render_chat_prompt
+from inference.manifest import Manifest
 from tests.trainers.tinker_fakes import FakeServiceClient, fake_loss, llama3_style_tokenizer, make_tiny_model
 from trainers import tinker_backend
 from trainers.config import TrainConfig
-from trainers.manifest import Manifest
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "train_sample.jsonl"
 MODEL = "meta-llama/Llama-3.2-1B"

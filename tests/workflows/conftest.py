@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from googleapiclient.discovery import build
 
-from mcp_server.newsletter import split_newsletter
-from mcp_server.report import render_markdown
+from inference.analyzer import Analyzer
+from inference.engine import EngineConfig
 from tests.workflows.fake_google import FakeGoogle
 
 EMAILS = Path(__file__).parents[1] / "fixtures" / "emails"
@@ -22,11 +22,13 @@ MESSAGES = {
 }
 
 
-class ScriptedAnalyzer:
-    """`Analyzer.analyze_newsletter` with the model's answers scripted: the real splitter and the real
-    report renderer run, only generation is replaced (the slow tests run the real model)."""
+class ScriptedAnalyzer(Analyzer):
+    """The real `Analyzer` with the model's answers scripted: `analyze_split` and `analyze_newsletter`
+    (the item limit, the notes, the report dict and its Markdown) are the real ones; only
+    `analyze_items`, the generation, is replaced (the slow tests run the real model)."""
 
     def __init__(self, fail_on: str | None = None):
+        super().__init__(EngineConfig(chat_format="gemma"))  # the model would load on first use; never here
         self.calls: list[str | None] = []
         self.fail_on = fail_on
 
@@ -34,39 +36,33 @@ class ScriptedAnalyzer:
     def score(title: str) -> int:
         return int(hashlib.sha256(title.encode()).hexdigest(), 16) % 10 + 1
 
-    def analyze_newsletter(
-        self, text: str, fmt: str = "auto", source: str | None = None, on_item=None
-    ) -> dict[str, Any]:
+    def analyze_split(self, newsletter, source=None, on_item=None) -> dict[str, Any]:
         self.calls.append(source)
-        if self.fail_on and self.fail_on in text:
+        return super().analyze_split(newsletter, source, on_item)
+
+    def analyze_items(self, items, on_item=None) -> list[dict[str, Any]]:
+        if self.fail_on and any(self.fail_on in f"{item.title}\n{item.content}" for item in items):
             raise RuntimeError("the model ran out of memory")
-        newsletter = split_newsletter(text, fmt)
-        items = [
+        results = [
             {
                 "title": item.title,
                 "url": item.url,
                 "is_sponsored": item.is_sponsored,
                 "truncated": False,
+                "complete": True,
+                "incomplete_reason": None,
+                "relevance": None,
                 "relevance_score": 1 if item.is_sponsored else self.score(item.title),
                 "summary": "Sponsored Ad" if item.is_sponsored else "",
                 "key_insights": ["AI Model"],
                 "company_names": ["Acme"] if "Acme" in item.title else [],
             }
-            for item in newsletter.items
+            for item in items
         ]
-        for done, item in enumerate(items, 1):
+        for done, result in enumerate(results, 1):
             if on_item:
-                on_item(done, len(items), item, 0.0)
-        report = {
-            "source": source or newsletter.source,
-            "subject": newsletter.subject,
-            "date": newsletter.date,
-            "format": newsletter.format,
-            "items_found": len(items),
-            "notes": [],
-            "items": items,
-        }
-        return {**report, "markdown": render_markdown(report)}
+                on_item(done, len(results), result, 0.0)
+        return results
 
 
 @pytest.fixture

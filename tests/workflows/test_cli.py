@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_server.cli import main as news_enhancer
+from news_enhancer.cli import main as news_enhancer
 from tests.workflows.conftest import EMAILS, ScriptedAnalyzer, clients
 from workflows import auth, cli
 from workflows.drive import KEY_PROPERTY

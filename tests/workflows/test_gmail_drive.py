@@ -333,3 +333,21 @@ def test_a_folder_the_app_cannot_see_stops_the_run_before_any_work(tmp_path, goo
     with StateStore(tmp_path / "state.db") as state, pytest.raises(drive.FolderError, match="--folder-name"):
         run(GmailSource(gmail, "q"), analyzer, state, config, drive_service=drive_service)
     assert analyzer.calls == [] and "gmail.list" not in google.log()
+
+
+def test_the_body_is_split_with_what_the_email_told_and_never_parsed_again(tmp_path, google, monkeypatch):
+    def parse_again(*args, **kwargs):
+        raise AssertionError("the decoded body was read as an email again")
+
+    monkeypatch.setattr("ingest.newsletter.read_email", parse_again)
+    analyzer = ScriptedAnalyzer()
+    monkeypatch.setattr(analyzer, "analyze_newsletter", parse_again)  # the run hands over a split newsletter
+    summary = run_once(tmp_path, google, analyzer, dry_run=True)
+    assert summary.failed == 0 and analyzer.calls == ["TLDR AI", "The Weekly Model", "Café IA"]
+    with StateStore(tmp_path / "state.db") as state:
+        tldr, weekly = state.get("m1"), state.get("m2")
+    assert (tldr.body_format, weekly.body_format) == ("html", "text")
+    for st, fmt in ((tldr, "tldr"), (weekly, "text")):
+        report = st.report
+        assert (report["subject"], report["date"], report["format"]) == (st.subject, st.date, fmt)
+    assert tldr.report["source"] == "TLDR AI"

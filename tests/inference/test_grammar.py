@@ -5,7 +5,7 @@ import json
 import pytest
 
 import schemas
-from mcp_server.grammar import close_json_prefix, fill_missing, json_schema_to_gbnf, open_list_items
+from inference.grammar import close_json_prefix, fill_missing, json_schema_to_gbnf, open_list_items
 
 ANALYSIS = schemas.load_schema("article_analysis")
 

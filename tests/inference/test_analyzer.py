@@ -3,10 +3,9 @@
 import pytest
 
 import schemas
-from mcp_server.analyzer import Analyzer, Item
-from mcp_server.engine import EngineConfig
-
-from .conftest import NEWSLETTERS
+from inference.analyzer import Analyzer, Item
+from inference.engine import EngineConfig
+from tests.conftest import NEWSLETTERS
 
 
 @pytest.mark.parametrize("title, content", [("", ""), ("   ", "\n\t "), ("\x00\x07", "\u200b\ufffd")])

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
+import ingest.newsletter
 from data.prompts import format_title
-from mcp_server.newsletter import FORMATS, split_newsletter
+from ingest.email import parse_email
+from ingest.newsletter import FORMATS, Newsletter, split_newsletter
+from ingest.sanitize import clean_text
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "newsletters"
+EMAILS = Path(__file__).parents[1] / "fixtures" / "emails"
 
 
 def load(name: str) -> str:
@@ -555,3 +559,85 @@ def test_non_string_input_is_a_type_error(bad):
 def test_unknown_format_is_a_value_error():
     with pytest.raises(ValueError, match="unknown newsletter format 'pdf'"):
         split_newsletter("text", "pdf")
+
+
+# --- items come out clean; what a caller already knows is not worked out again -----------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    "path", sorted(FIXTURES.iterdir()) + sorted(EMAILS.iterdir()), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
+def test_items_come_out_clean(path, fmt):
+    """The analyzer does not clean newsletter items again: clean_text must change none of their fields."""
+    newsletter = split_newsletter(path.read_bytes().decode("utf-8", errors="replace"), fmt)
+    for item in newsletter.items:
+        assert clean_text(item.title) == item.title
+        assert clean_text(item.content) == item.content
+        assert item.url is None or clean_text(item.url) == item.url
+
+
+def test_entities_and_markup_left_in_markdown_or_text_are_cleaned_once():
+    markdown = (
+        "## **Acme &amp; Co ship a robot**\n\nThe robot costs &lt;$100 &mdash; cheap.\n\n"
+        "## **Second thing happens**\n\nMore <b>text</b> here, <i>really</i>.\n"
+    )
+    assert [(i.title, i.content) for i in split_newsletter(markdown, "markdown").items] == [
+        ("Acme & Co ship a robot", "The robot costs <$100 — cheap."),
+        ("Second thing happens", "More text here, really."),
+    ]
+
+
+def _split_decoded(mail, fmt="auto"):
+    return split_newsletter(
+        mail.body, fmt, content_type=mail.content_type, source=mail.source, subject=mail.subject, date=mail.date_header
+    )
+
+
+@pytest.mark.parametrize("name", [p.name for p in sorted(EMAILS.iterdir()) if p.name != "attachment-only.eml"])
+def test_a_decoded_email_gives_what_the_pasted_email_gives_without_a_second_parse(name, monkeypatch):
+    raw = (EMAILS / name).read_bytes()
+    pasted = split_newsletter(raw.decode("utf-8", errors="replace"))
+    mail = parse_email(raw, name)
+
+    def parse_again(*args, **kwargs):
+        raise AssertionError("a body with its content type was read as an email again")
+
+    monkeypatch.setattr(ingest.newsletter, "read_email", parse_again)
+    assert _split_decoded(mail) == pasted
+    assert pasted.items
+
+
+def test_a_decoded_body_that_looks_like_headers_stays_a_body():
+    body = "From: the editor\nSubject: this week\n\nRobots learn to fold laundry (3 minute read)\nThey fold it well.\n"
+    assert split_newsletter(body).subject == "this week"  # pasted: an email
+    given = split_newsletter(body, content_type="text/plain")
+    assert given.subject is None
+    assert "Robots learn to fold laundry (3 minute read)" in [item.title for item in given.items]
+
+
+def test_given_metadata_wins_over_the_masthead_and_page_title():
+    newsletter = split_newsletter(
+        load("tldr_ai.html"), content_type="text/html", source="TLDR AI (Gmail)", subject="S", date="2025-03-14T09:00"
+    )
+    assert (newsletter.format, newsletter.source, newsletter.subject, newsletter.date) == (
+        "tldr",
+        "TLDR AI (Gmail)",
+        "S",
+        "2025-03-14T09:00",
+    )
+    assert summary(newsletter) == TLDR_AI
+
+
+def test_the_content_type_picks_the_carrier_but_a_text_body_is_still_sniffed():
+    html = load("generic.html")
+    assert split_newsletter(html, content_type="text/plain").format == "html"  # HTML sent as text/plain
+    markdown = load("newsletter.md")
+    assert split_newsletter(markdown, content_type="text/plain").format == "markdown"
+    assert split_newsletter("<b>Robots</b> fold laundry", content_type="text/html").format == "html"
+
+
+def test_metadata_parameters_are_keyword_only():
+    with pytest.raises(TypeError):
+        split_newsletter("text", "auto", "text/plain")  # type: ignore[misc]
+    assert isinstance(split_newsletter("text", content_type=None), Newsletter)

@@ -1,8 +1,9 @@
 """Clean untrusted text before it reaches the model: newsletters arrive as HTML, as mangled email text,
 sometimes with binary junk; the model was trained on short, plain, well-formed text.
 
-`clean_text` is what the analyzer applies to every title and content. The smaller functions exist
-because the newsletter splitter needs the junk removed *without* flattening the layout it parses.
+`clean_text` is applied once to every text on its way to the model: the newsletter splitter cleans
+the items it returns (`ingest.assemble`), the analyzer cleans a single article. The smaller functions
+exist because the splitter needs the junk removed *without* flattening the layout it parses.
 Nothing here translates, transliterates or drops letters: text in any script stays as it was.
 """
 
@@ -42,35 +43,6 @@ _HTML_TAG = re.compile(
     re.IGNORECASE,
 )
 _ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#\d{1,7}|#[xX][0-9a-fA-F]{1,6});")
-_BLOCK_TAGS = (
-    "address",
-    "article",
-    "aside",
-    "blockquote",
-    "dd",
-    "div",
-    "dl",
-    "dt",
-    "footer",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "header",
-    "hr",
-    "li",
-    "ol",
-    "p",
-    "pre",
-    "section",
-    "table",
-    "td",
-    "th",
-    "tr",
-    "ul",
-)
 
 
 def _as_str(s: str | bytes) -> str:
@@ -117,18 +89,12 @@ def looks_like_html(s: str) -> bool:
 
 
 def html_to_text(s: str) -> str:
-    """The visible text of an HTML fragment, one line per block element; scripts and styles dropped."""
-    from bs4 import BeautifulSoup  # only needed when HTML shows up
+    """The visible text of an HTML fragment, one line per block element; scripts, styles and hidden
+    elements dropped. The splitter's own HTML walk (`ingest.html.html_to_text`): one block table, one
+    notion of hidden, for both."""
+    from ingest.html import html_to_text as walk_to_text  # ingest.html builds on this module
 
-    soup = BeautifulSoup(s, "html.parser")
-    for tag in soup(["script", "style", "head", "noscript", "template", "svg"]):
-        tag.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    return soup.get_text()
+    return walk_to_text(s)
 
 
 def clean_text(s: str | bytes) -> str:

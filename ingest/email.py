@@ -1,8 +1,10 @@
-"""Decode one email (RFC 822 bytes) into what the analyzer needs: subject, sender, date and the body.
+"""Read one email: subject, sender, date and the body, from RFC 822 bytes (Gmail's raw messages,
+.eml files) or from an email pasted as text (the newsletter tools accept a whole message).
 
 Newsletters arrive as multipart/alternative (HTML and a text copy), sometimes wrapped in
 multipart/related or multipart/mixed, in quoted-printable or base64, in any charset. The HTML part
-is preferred: its links and headings are what the splitter uses to find items.
+is preferred: its links and headings are what the splitter uses to find items. This is the only
+email parser: the workflow and `ingest.newsletter.split_newsletter` both use it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parseaddr, parsedate_to_datetime
 
+from ingest.sanitize import strip_junk
+
 BODY_PREFERENCE = ("html", "plain")
 """Which body to analyze when a message has several: HTML first, then plain text."""
 
 BODY_FORMATS = {"text/html": "html", "text/plain": "text"}
+"""A body part's content type -> the `body_format` stored for it."""
+CONTENT_TYPES = {fmt: content_type for content_type, fmt in BODY_FORMATS.items()}
 
 CHARSET_ALIASES = {
     # Labels mail clients use for a charset other than the one they name (the WHATWG Encoding
@@ -64,6 +70,18 @@ class DecodedEmail:
     body_format: str
     link: str | None = None
     """Where a person can open the original (Gmail web link or file path)."""
+    date_header: str = ""
+    """The Date header in RFC 5322 form ("Mon, 17 Mar 2025 14:09:03 +0000"); "" when there is none."""
+
+    @property
+    def content_type(self) -> str:
+        """The body's MIME type, "text/html" or "text/plain"."""
+        return CONTENT_TYPES.get(self.body_format, "text/plain")
+
+    @property
+    def source(self) -> str:
+        """Who sent it, as a newsletter's name: the From display name (the address when there is none)."""
+        return sender_name(self.sender)
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
@@ -90,8 +108,8 @@ def part_text(part: EmailMessage) -> str:
     return decode_bytes(payload, part.get_content_charset())
 
 
-def _body_part(message: EmailMessage) -> EmailMessage | None:
-    part = message.get_body(preferencelist=BODY_PREFERENCE)
+def _body_part(message: EmailMessage, prefer_html: bool = True) -> EmailMessage | None:
+    part = message.get_body(preferencelist=BODY_PREFERENCE if prefer_html else BODY_PREFERENCE[::-1])
     if part is not None:
         return part
     # get_body skips parts it considers attachments; take any inline-looking text part instead.
@@ -112,7 +130,7 @@ def _header(message: EmailMessage, name: str) -> str:
         value = str(message.get(name) or "")
     except Exception:  # a malformed encoded word or address: keep the raw text rather than fail the message
         value = next((str(v) for k, v in message.raw_items() if k.lower() == name), "")
-    return " ".join(fix_c1_controls(value).split())
+    return " ".join(strip_junk(fix_c1_controls(value)).split())
 
 
 def _iso_date(header: str, fallback_ms: int | None) -> str | None:
@@ -135,18 +153,79 @@ def parse_email(raw: bytes, message_id: str, *, link: str | None = None, arrived
     part = _body_part(message)
     if part is None:
         raise NoBodyError(f"message {message_id} has no text or HTML body")
-    body = part_text(part)
-    if not body.strip():
+    decoded = _decoded(message, part, message_id, link=link, arrived_ms=arrived_ms)
+    if not decoded.body.strip():
         raise NoBodyError(f"message {message_id} has an empty body")
+    return decoded
+
+
+def _decoded(
+    message: EmailMessage,
+    part: EmailMessage | None,
+    message_id: str,
+    *,
+    link: str | None = None,
+    arrived_ms: int | None = None,
+) -> DecodedEmail:
+    date_header = _header(message, "date")
     return DecodedEmail(
         message_id=message_id,
         subject=_header(message, "subject"),
         sender=_header(message, "from"),
-        date=_iso_date(_header(message, "date"), arrived_ms),
-        body=body,
-        body_format=BODY_FORMATS[part.get_content_type()],
+        date=_iso_date(date_header, arrived_ms),
+        body=part_text(part) if part is not None else "",
+        body_format=BODY_FORMATS[part.get_content_type()] if part is not None else "text",
         link=link,
+        date_header=date_header,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# An email pasted as text
+
+_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*:")
+HEAD_MAX = 65_536
+"""A longer header block is not an email's head."""
+
+
+def looks_like_email(text: str) -> bool:
+    """Does `text` start with an RFC 822 header block (maybe after an mbox "From " line) naming at
+    least a Subject, From or Date? Line breaks must be "\n" (see `ingest.sanitize.strip_junk`)."""
+    head = text.lstrip("\n").split("\n\n", 1)[0]
+    lines = head.split("\n")
+    if lines and lines[0].startswith("From "):  # mbox separator line
+        lines = lines[1:]
+    if not lines or len(head) > HEAD_MAX or not _HEADER_NAME.match(lines[0]):
+        return False
+    names = set()
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            continue
+        m = _HEADER_NAME.match(line)
+        if not m:
+            return False
+        names.add(m.group()[:-1].lower())
+    return bool(names & {"subject", "from", "date"})
+
+
+def read_email(data: str | bytes, *, prefer_html: bool = True) -> DecodedEmail | None:
+    """The email in `data` (an .eml file's bytes, or an email pasted as text), decoded like
+    `parse_email`; None when `data` is not one (see `looks_like_email`).
+
+    Never raises: a message without a text or HTML part gives an empty body. `prefer_html=False`
+    takes the text/plain part when there are both.
+    """
+    head = data[: HEAD_MAX + 4096]
+    if not looks_like_email(strip_junk(head if isinstance(head, str) else head.decode("utf-8", errors="replace"))):
+        return None
+    try:
+        if isinstance(data, str):
+            # From bytes: the str parser re-encodes an 8bit body with raw-unicode-escape ("\U0001f680").
+            data = strip_junk(data).lstrip("\n").encode("utf-8", errors="surrogateescape")
+        message = BytesParser(policy=policy.default).parsebytes(data.lstrip(b"\r\n"))
+        return _decoded(message, _body_part(message, prefer_html), "")
+    except Exception:
+        return None
 
 
 def sender_name(sender: str) -> str:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import schemas
-from data.prompts import PROMPT_TEMPLATE, chat_format, format_title, prepare_content, render_prompt
-from mcp_server.engine import Engine, EngineConfig, EngineError, Generation
-from mcp_server.grammar import close_json_prefix, fill_missing
-from mcp_server.newsletter import split_newsletter
-from mcp_server.report import render_markdown
-from mcp_server.sanitize import clean_text
+from data.prompts import PROMPT_TEMPLATE, format_title, prepare_content, render_prompt
+from inference.engine import Engine, EngineConfig, EngineError, Generation
+from inference.grammar import close_json_prefix, fill_missing, json_constraint
+from ingest.newsletter import Newsletter, split_newsletter
+from ingest.report import render_markdown
+from ingest.sanitize import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ TITLE_CHARS = 300
 
 
 class ItemLike(Protocol):
-    """What analyze_items needs of an item (mcp_server.newsletter.NewsItem fits)."""
+    """What analyze_items needs of an item (ingest.newsletter.NewsItem fits)."""
 
     title: str
     content: str
@@ -60,6 +60,8 @@ class Completion:
     seconds: float
     finish_reason: str = "stop"
     """"length" when the token budget cut the answer and it was closed (see grammar.close_json_prefix)."""
+    relevance: dict[str, Any] | None = None
+    """The score distribution (schemas' ArticleResult.relevance), when the engine could read it."""
 
 
 @dataclass
@@ -68,21 +70,46 @@ class _Prepared:
     url: str | None
     is_sponsored: bool
     truncated: bool
-    prompt: str
+    prompt: list[int]
+    """The chat prompt's tokens, as the context fit counted them (generation reuses them)."""
 
 
 ProgressFn = Callable[[int, int, dict[str, Any], float], None]
 """on_item(done, total, result, seconds): called as each item finishes."""
 
 
-class Analyzer:
-    """Thread-safe (the engine serializes generations); loads the model on first use."""
+class EngineLike(Protocol):
+    """What the analyzer needs of an engine (`inference.engine.Engine`; tests pass a small fake)."""
 
-    def __init__(self, config: EngineConfig | None = None, *, max_items: int = MAX_ITEMS):
-        self.config = config or EngineConfig()
-        self.engine = Engine(self.config)
+    config: EngineConfig
+
+    def prompt_tokens(self, user_prompt: str) -> list[int]: ...
+
+    def generate(
+        self,
+        prompts: Sequence[str | list[int]],
+        *,
+        on_done: Callable[[int, Generation], None] | None = None,
+        shared_prefix: str | None = None,
+    ) -> list[Generation]: ...
+
+
+def article_engine(config: EngineConfig | None = None) -> Engine:
+    """The llama.cpp engine constrained to the article schema (grammar, list-repeat and stop rules)."""
+    return Engine(config, json_constraint(schemas.load_schema("article_analysis")))
+
+
+class Analyzer:
+    """Thread-safe (the engine serializes generations); loads the model on first use.
+
+    `engine`: any EngineLike (default: `article_engine(config)`, the real llama.cpp one)."""
+
+    def __init__(
+        self, config: EngineConfig | None = None, *, engine: EngineLike | None = None, max_items: int = MAX_ITEMS
+    ):
+        self.engine = engine if engine is not None else article_engine(config)
+        self.config = self.engine.config
         self.max_items = max_items
-        chat_format(self.config.chat_format)  # an unknown chat format fails here, not at the first call
         self._template_head = PROMPT_TEMPLATE[: PROMPT_TEMPLATE.index("{title}")]
         self._schema = schemas.load_schema("article_analysis")
 
@@ -92,8 +119,11 @@ class Analyzer:
         """Answer one user prompt (e.g. evaluation's reference prompt) with a schema-valid analysis."""
         return self.complete_many([user_prompt])[0]
 
-    def complete_many(self, user_prompts: Sequence[str], on_done: Callable[[int, Completion], None] | None = None):
-        """`complete` for several prompts, decoded in parallel; results in input order."""
+    def complete_many(
+        self, user_prompts: Sequence[str | list[int]], on_done: Callable[[int, Completion], None] | None = None
+    ):
+        """`complete` for several prompts (user prompts, or chat-prompt tokens from `engine.prompt_tokens`),
+        decoded in parallel; results in input order."""
 
         def finished(index: int, gen: Generation) -> None:
             if on_done:
@@ -131,11 +161,18 @@ class Analyzer:
     # --- items ---------------------------------------------------------------------------------
 
     def analyze_item(self, title: str, content: str, url: str | None = None, is_sponsored: bool = False) -> dict:
-        """An ArticleResult dict for one item. Raises ValueError when title and content are both empty."""
-        return self.analyze_items([Item(title, content, url, is_sponsored)])[0]
+        """An ArticleResult dict for one article as a caller gave it (raw text: cleaned here, once).
+
+        Raises ValueError when title and content are both empty."""
+        url = (clean_text(url) or None) if url else None
+        item = Item(clean_text(title or ""), clean_text(content or ""), url, bool(is_sponsored))
+        result = self.analyze_items([item])[0]
+        schemas.validate("article_result", result)
+        return result
 
     def analyze_items(self, items: Sequence[ItemLike], on_item: ProgressFn | None = None) -> list[dict[str, Any]]:
-        """ArticleResult dicts for several items, decoded in parallel; results in input order."""
+        """ArticleResult dicts for several clean items (ingest's, or `analyze_item`'s), decoded in
+        parallel; results in input order."""
         prepared = [self._prepare(item) for item in items]
         started = time.perf_counter()
         done = [0]
@@ -150,40 +187,42 @@ class Analyzer:
         return [self._result(p, c) for p, c in zip(prepared, completions, strict=True)]
 
     def _result(self, item: _Prepared, completion: Completion) -> dict[str, Any]:
-        result = {
+        """The ArticleResult dict (its analysis part was validated in `_completion`; the report
+        holding it is validated once as a whole)."""
+        return {
             "title": item.title,
             "url": item.url,
             "is_sponsored": item.is_sponsored,
             "truncated": item.truncated,
+            "complete": completion.finish_reason != "length",
+            "incomplete_reason": "max_tokens" if completion.finish_reason == "length" else None,
             **completion.analysis,
+            "relevance": completion.relevance,
         }
-        schemas.validate("article_result", result)
-        return result
 
     def _prepare(self, item: ItemLike) -> _Prepared:
-        """Clean, cut as the training data did, render the training prompt, fit the context budget."""
-        title, content = clean_text(item.title or ""), clean_text(item.content or "")
+        """Cut as the training data did, render the training prompt, fit the context budget (tokenized once)."""
+        title, content = (item.title or "").strip(), (item.content or "").strip()
         if not title and not content:
             raise ValueError("nothing to analyze: the title and the content are both empty (after cleaning)")
-        url = (clean_text(item.url) or None) if item.url else None
+        url = item.url or None
         truncated = len(title) > TITLE_CHARS
         title = title[:TITLE_CHARS].rstrip()
         body, cut = prepare_content(content, bool(item.is_sponsored))
         shown_title = format_title(title)
-        body, squeezed = self._fit(shown_title, body)
-        return _Prepared(
-            title, url, bool(item.is_sponsored), truncated or cut or squeezed, render_prompt(shown_title, body)
-        )
+        tokens, squeezed = self._fit(shown_title, body)
+        return _Prepared(title, url, bool(item.is_sponsored), truncated or cut or squeezed, tokens)
 
-    def _fit(self, title: str, body: str) -> tuple[str, bool]:
-        """Cut `body` until the chat prompt leaves room for the answer in the context; (body, was_cut)."""
+    def _fit(self, title: str, body: str) -> tuple[list[int], bool]:
+        """Cut `body` until the chat prompt leaves room for the answer in the context; (tokens, was_cut)."""
         budget = self.config.n_ctx - self.config.max_tokens
         limit = budget * 8  # a cheap first cut before tokenizing: text this long never fits in practice
         body, cut = body[:limit], len(body) > limit
         while True:
-            n = len(self.engine.prompt_tokens(render_prompt(title, body)))
+            tokens = self.engine.prompt_tokens(render_prompt(title, body))
+            n = len(tokens)
             if n <= budget:
-                return body, cut
+                return tokens, cut
             if not body:
                 raise ValueError(f"the title alone needs {n} tokens; the context allows {budget}")
             keep = max(0, int(len(body) * budget / n) - 16)
@@ -199,9 +238,14 @@ class Analyzer:
             text = text.decode("utf-8", errors="replace")
         if not text or not text.strip():
             raise ValueError("nothing to analyze: the newsletter text is empty")
-        newsletter = split_newsletter(text, fmt)
+        return self.analyze_split(split_newsletter(text, fmt), source, on_item)
+
+    def analyze_split(
+        self, newsletter: Newsletter, source: str | None = None, on_item: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """`analyze_newsletter` for a newsletter already split (the workflow knows its email's format and headers)."""
         notes: list[str] = []
-        items = [i for i in newsletter.items if clean_text(i.title or "") or clean_text(i.content or "")]
+        items = [i for i in newsletter.items if (i.title or "").strip() or (i.content or "").strip()]
         if len(items) < len(newsletter.items):
             notes.append(f"{len(newsletter.items) - len(items)} item(s) without text were skipped")
         if not newsletter.items:

@@ -1,7 +1,8 @@
 """The llama.cpp engine: one model and context, loaded once, greedy decoding under a JSON-Schema grammar.
 
 It knows nothing about news: it turns user prompts into answer texts, in the model family's chat
-turns. What it adds over `llama_cpp.Llama`:
+turns, under the `Constraint` it is given (grammar and stop rules; the analyzer passes the article
+schema's). What it adds over `llama_cpp.Llama`:
 
 - **Fast grammar.** Masking all 262k vocabulary entries with the grammar every step cost 3x the
   decoding time. We take the greedy token first and ask the grammar about that one token; only when
@@ -20,25 +21,23 @@ start-up) stays cheap.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from data.prompts import chat_format
-from mcp_server.grammar import json_schema_to_gbnf, open_list_items
-from schemas import load_schema
+from inference.files import ModelFileError, check_gguf
+from inference.grammar import Constraint
 
 log = logging.getLogger(__name__)
 
-GGUF_MAGIC = b"GGUF"
 FALLBACK_TIERS = (64, 4096)
 """When the greedy token breaks the grammar: mask the best 64 tokens, then the best 4096, then all.
 Masking costs about 0.4 us per token, so the whole 262k vocabulary costs ~100 ms, a tier far less."""
@@ -54,9 +53,6 @@ head of the prompt template is a chunk of its own (see `Engine.generate(shared_p
 """
 
 GRAMMAR_MODES = ("fast", "full", "none")
-
-LIST_CLOSERS = ("]", " ]", "\n]", "\n  ]", "\n    ]")
-"""Texts that end a list; those that are single tokens are offered when a list repeats itself."""
 
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 """Memory layout of llama.cpp's `llama_token_data`."""
@@ -85,7 +81,8 @@ class EngineConfig:
     """Context per sequence: prompt plus answer."""
     n_gpu_layers: int = 0
     """Layers offloaded to a GPU when llama.cpp was built with one (-1: all); ignored otherwise."""
-    chat_format: str = "gemma"
+    chat_format: str | None = None
+    """Chat turns (data.prompts.CHAT_FORMATS); None -> read from the model (inference.models)."""
     max_tokens: int = 320
     """Answer budget; an answer cut off by it is closed into a valid object (finish_reason "length")."""
     seed: int = 0
@@ -97,6 +94,15 @@ class EngineConfig:
 
     def threads(self) -> int:
         return self.n_threads or max(1, min(2, os.cpu_count() or 1))
+
+    def resolved(self) -> EngineConfig:
+        """This config with the chat format filled in from the model when none was named."""
+        if self.chat_format is not None:
+            chat_format(self.chat_format)  # an unknown name fails here, not at the first call
+            return self
+        from inference.models import resolve_chat_format
+
+        return replace(self, chat_format=resolve_chat_format(None, self.model_path, self.lora_path).name)
 
 
 @dataclass
@@ -118,6 +124,10 @@ class Generation:
     """Steps where the greedy token broke the grammar and a masked choice was needed."""
     grammar_seconds: float = 0.0
     """Time spent choosing tokens under the grammar and advancing it (part of `seconds`)."""
+    tokens: list[int] = field(default_factory=list)
+    """The answer's token ids (without the end-of-generation token)."""
+    stop_token: int | None = None
+    """The end-of-generation token that ended the answer (finish_reason "stop" without a grammar stop)."""
 
 
 @dataclass
@@ -135,6 +145,7 @@ class _Job:
     fallbacks: int = 0
     grammar_seconds: float = 0.0
     close_list: bool = False
+    stop_token: int | None = None
     first_token: float | None = None
     logits_row: int = -1
 
@@ -177,8 +188,10 @@ class _Candidates:
 class Engine:
     """Owns the llama.cpp model and context. Thread-safe; loads on first use (or `load()`)."""
 
-    def __init__(self, config: EngineConfig | None = None):
-        self.config = config or EngineConfig()
+    def __init__(self, config: EngineConfig | None = None, constraint: Constraint | None = None):
+        """`constraint`: the grammar and stop rules answers follow (None: only unconstrained decoding)."""
+        self.config = (config or EngineConfig()).resolved()
+        self.constraint = constraint
         self._lock = threading.Lock()
         self._loaded = False
         self.load_seconds: float | None = None
@@ -203,9 +216,12 @@ class Engine:
         started = time.perf_counter()
         cfg = self.config
         model_path = Path(cfg.model_path) if cfg.model_path else _embedded_model()
-        _check_gguf(model_path, "model")
-        if cfg.lora_path:
-            _check_gguf(Path(cfg.lora_path), "LoRA adapter")
+        try:
+            check_gguf(model_path, "model")
+            if cfg.lora_path:
+                check_gguf(cfg.lora_path, "LoRA adapter")
+        except ModelFileError as exc:
+            raise EngineError(str(exc)) from None
 
         import llama_cpp  # heavy (ctypes library load): kept off the server's start-up path
 
@@ -250,21 +266,22 @@ class Engine:
                 self.close()
                 raise EngineError(f"the LoRA adapter {cfg.lora_path} does not fit the model {model_path}")
 
-        self.grammar_text = json_schema_to_gbnf(load_schema("article_analysis"))
         self._slots = [_Slot(seq_id=i) for i in range(n_parallel)]
-        for slot in self._slots:
-            slot.grammar = lc.llama_sampler_init_grammar(self._vocab, self.grammar_text.encode(), b"root")
-            if not slot.grammar:
-                self.close()
-                raise EngineError("llama.cpp rejected the answer grammar built from schemas/article_analysis")
+        if self.constraint is not None:
+            for slot in self._slots:
+                slot.grammar = lc.llama_sampler_init_grammar(self._vocab, self.constraint.grammar.encode(), b"root")
+                if not slot.grammar:
+                    self.close()
+                    raise EngineError("llama.cpp rejected the answer grammar")
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
         self._one = _Candidates(lc, 1)
         self._tiers = [_Candidates(lc, k) for k in FALLBACK_TIERS]
         self._all = _Candidates(lc, self.n_vocab)
         self._all_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._pieces: dict[int, bytes] = {}
+        closers = self.constraint.list_closers if self.constraint else ()
         self._list_closers = np.array(
-            sorted({t[0] for c in LIST_CLOSERS if len(t := self._tokenize(c, False, False)) == 1}), dtype=np.int32
+            sorted({t[0] for c in closers if len(t := self._tokenize(c, False, False)) == 1}), dtype=np.int32
         )
         self.model_path = model_path
         self._loaded = True
@@ -324,13 +341,26 @@ class Engine:
                 return list(buf[:n])
             room = -n
 
+    def end_tokens(self, text: str) -> list[int]:
+        """The end-of-generation token and `text`'s token when it is a single one (e.g. "<end_of_turn>")."""
+        self.load()
+        lc = self._llama_cpp
+        ids = self._tokenize(text, add_bos=False, special=True)
+        return [lc.llama_vocab_eos(self._vocab), *(ids if len(ids) == 1 else [])]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        self.load()
+        return b"".join(self._piece(t) for t in tokens).decode("utf-8", errors="replace")
+
     def grammar_accepts(self, answer: str) -> bool:
         """Whether the answer grammar allows `answer` as a whole answer, token by token as the model
         would write it. Proves the grammar never fights the trained answer format."""
         self.load()
+        if self.constraint is None:
+            raise ValueError("this engine has no grammar (it was made without a constraint)")
         with self._lock:
             lc = self._llama_cpp
-            grammar = lc.llama_sampler_init_grammar(self._vocab, self.grammar_text.encode(), b"root")
+            grammar = lc.llama_sampler_init_grammar(self._vocab, self.constraint.grammar.encode(), b"root")
             try:
                 end = lc.llama_vocab_eot(self._vocab)
                 end = end if end >= 0 else lc.llama_vocab_eos(self._vocab)
@@ -356,7 +386,7 @@ class Engine:
 
     def generate(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[str | list[int]],
         *,
         grammar: str = "fast",
         max_tokens: int | None = None,
@@ -364,6 +394,9 @@ class Engine:
         shared_prefix: str | None = None,
     ) -> list[Generation]:
         """Answer each user prompt (greedy), in the chat turns of `config.chat_format`; results in prompt order.
+
+        A prompt is a user prompt (text) or the tokens `prompt_tokens` made of one (a caller that
+        counted them to fit the context hands them over instead of having them tokenized twice).
 
         `grammar`: "fast" (check the greedy token first), "full" (mask the whole vocabulary every step,
         as llama.cpp's samplers do) or "none" (unconstrained); all but "fast" exist for benchmarks.
@@ -375,7 +408,7 @@ class Engine:
         with self._lock:
             if not self._loaded:
                 self._load()
-            tokenized = [self._prompt_tokens(p) for p in prompts]
+            tokenized = [list(p) if isinstance(p, list) else self._prompt_tokens(p) for p in prompts]
             head = self._prompt_tokens(shared_prefix, close_turn=False) if shared_prefix else []
             for i, tokens in enumerate(tokenized):
                 if len(tokens) + budget > self.config.n_ctx:
@@ -385,11 +418,49 @@ class Engine:
                     )
             if grammar not in GRAMMAR_MODES:
                 raise ValueError(f"grammar must be one of {', '.join(GRAMMAR_MODES)}, not {grammar!r}")
+            if grammar != "none" and self.constraint is None:
+                raise ValueError("this engine has no grammar (it was made without a constraint): use grammar='none'")
             try:
                 return self._run(tokenized, budget, grammar, on_done, head)
             except BaseException:
                 self._reset_slots()  # a failed run (or a failing on_done) must not leave jobs behind
                 raise
+
+    def forced_logits(self, user_prompt: str | list[int], continuation: Sequence[int]) -> np.ndarray:
+        """Logits predicting each token of `continuation` after `user_prompt`, fed one token per decode call.
+
+        The served decode shape exactly: the prompt in the same fixed chunks as `generate`, then one
+        token per step, in sequence 0 from an empty cache. Export's parity check compares these rows
+        with transformers', so it certifies the path that serves the model.
+        """
+        with self._lock:
+            if not self._loaded:
+                self._load()
+            prompt = list(user_prompt) if isinstance(user_prompt, list) else self._prompt_tokens(user_prompt)
+            if len(prompt) + len(continuation) > self.config.n_ctx:
+                raise EngineError(f"prompt + continuation ({len(prompt)} + {len(continuation)}) exceed n_ctx")
+            slot = self._slots[0]
+            self._reset_slots()
+            job = _Job(0, prompt, len(continuation), time.perf_counter(), _boundaries(prompt, []))
+            slot.job, job.pending = job, list(prompt)
+            rows = []
+            try:
+                while job.pending:
+                    end = next(b for b in job.boundaries if b > len(slot.cached))
+                    self._decode([(slot, job.pending[: end - len(slot.cached)])])
+                rows.append(self._logits(job))
+                for token in list(continuation)[:-1]:
+                    job.pending = [token]
+                    self._decode([(slot, job.pending[:1])])
+                    rows.append(self._logits(job))
+            finally:
+                self._reset_slots()
+            return np.stack(rows) if rows else np.zeros((0, self.n_vocab), dtype=np.float32)
+
+    def _logits(self, job: _Job) -> np.ndarray:
+        row = self._llama_cpp.llama_get_logits_ith(self._ctx, job.logits_row)
+        job.logits_row = -1
+        return np.ctypeslib.as_array(row, shape=(self.n_vocab,)).copy()
 
     def _reset_slots(self) -> None:
         for slot in self._slots:
@@ -483,7 +554,7 @@ class Engine:
             started = time.perf_counter()
             closer = self._list_closer(slot.grammar, logits) if job.close_list else None
             job.close_list = False
-            if closer is not None:  # the list just repeated an item: end it (see _repeats_itself)
+            if closer is not None:  # the list just repeated an item: end it (Constraint.repeats_itself)
                 token = closer
             elif grammar == "fast":
                 token = self._grammar_choice(slot.grammar, logits, token, job)
@@ -492,14 +563,16 @@ class Engine:
             lc.llama_sampler_accept(slot.grammar, token)
             job.grammar_seconds += time.perf_counter() - started
         if lc.llama_vocab_is_eog(self._vocab, token):
+            job.stop_token = token
             return "stop"
         job.generated.append(token)
         piece = self._piece(token)
         job.text += piece
-        if grammar != "none" and b"}" in piece and _is_complete_json(job.text):
+        rules = self.constraint
+        if grammar != "none" and any(c in piece for c in rules.stop_chars) and rules.is_complete(_text(job.text)):
             return "stop"
-        if grammar != "none" and b'"' in piece:
-            job.close_list = _repeats_itself(job.text)
+        if grammar != "none" and any(c in piece for c in rules.list_chars):
+            job.close_list = rules.repeats_itself(_text(job.text))
         if len(job.generated) >= job.max_tokens:
             return "length"
         job.pending = [token]
@@ -537,6 +610,8 @@ class Engine:
             reused_tokens=job.reused,
             grammar_fallbacks=job.fallbacks,
             grammar_seconds=job.grammar_seconds,
+            tokens=list(job.generated),
+            stop_token=job.stop_token,
         )
 
 
@@ -550,35 +625,14 @@ def _boundaries(prompt: list[int], head: list[int]) -> list[int]:
     return sorted(e for e in ends if e > 0)
 
 
-def _repeats_itself(text: bytearray) -> bool:
-    """True right after a list item that the same list already holds: a small model that repeats an
-    item once usually repeats it until the list is full (maxItems), so the list is ended instead."""
-    items = open_list_items(text.decode("utf-8", errors="replace"))
-    return bool(items) and items[-1] in items[:-1]
-
-
-def _is_complete_json(text: bytearray) -> bool:
-    try:
-        json.loads(text.decode("utf-8"))
-    except ValueError:
-        return False
-    return True
+def _text(data: bytearray) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def _embedded_model() -> Path:
-    from mcp_server.models import embedded_base_model
+    from inference.models import embedded_base_model
 
     return embedded_base_model()
-
-
-def _check_gguf(path: Path, what: str) -> None:
-    """Fail early, naming the path, instead of letting llama.cpp abort on a bad file."""
-    if not path.is_file():
-        raise EngineError(f"{what} file not found: {path}")
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic != GGUF_MAGIC:
-        raise EngineError(f"{what} file {path} is not a GGUF file (it starts with {magic!r}, expected b'GGUF')")
 
 
 _log_callback: Any = None

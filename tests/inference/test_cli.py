@@ -1,4 +1,4 @@
-"""`news-enhancer analyze` and the flags/environment variables shared with `serve`."""
+"""`news-enhancer analyze` and the model options it shares with `serve`, `eval run` and the workflow."""
 
 import json
 import subprocess
@@ -8,13 +8,23 @@ from pathlib import Path
 import pytest
 
 import schemas
-from mcp_server.commands import _config, _parser
-from mcp_server.models import DEFAULT_ADAPTER_NAME, default_adapter
+from inference import cli as analyze_cli
+from inference.models import DEFAULT_ADAPTER_NAME, default_adapter
+from inference.options import engine_config
+from mcp_server import commands as serve_cli
+from tests.conftest import NEWSLETTERS
 
-from .conftest import NEWSLETTERS
+
+def _parser(command: str):
+    return serve_cli.build_parser() if command == "serve" else analyze_cli.build_parser()
+
+
+def _config(args):
+    return engine_config(args)
+
 
 ROOT = Path(__file__).parents[2]
-ANALYZE = [sys.executable, "-m", "mcp_server.cli", "analyze"]
+ANALYZE = [sys.executable, "-m", "news_enhancer.cli", "analyze"]
 FAST = ["--threads", "1", "--max-tokens", "32"]
 
 
@@ -31,6 +41,7 @@ def test_flags_default_to_environment_variables_and_win_over_them(monkeypatch):
     config = _config(_parser("serve").parse_args(["--ctx", "1024", "--gpu-layers", "-1"]))
     assert (config.n_threads, config.lora_path, config.n_ctx, config.n_gpu_layers) == (3, "/models/news.gguf", 1024, -1)
     assert config.model_path is None  # the embedded default
+    assert config.chat_format == "gemma"  # read from the embedded model: none was named
 
 
 def test_the_shipped_adapter_goes_on_the_embedded_base_unless_turned_off(monkeypatch):

@@ -1,10 +1,19 @@
-"""Decoding the email fixtures: body choice, transfer encodings, charsets, headers."""
+"""Decoding the email fixtures: body choice, transfer encodings, charsets, headers; the same parser
+for raw bytes and for an email pasted as text."""
 
 from pathlib import Path
 
 import pytest
 
-from workflows.mime import NoBodyError, decode_bytes, fix_c1_controls, parse_email, sender_name
+from ingest.email import (
+    NoBodyError,
+    decode_bytes,
+    fix_c1_controls,
+    looks_like_email,
+    parse_email,
+    read_email,
+    sender_name,
+)
 
 EMAILS = Path(__file__).parents[1] / "fixtures" / "emails"
 
@@ -88,3 +97,50 @@ def test_decode_bytes(data, charset, expected):
 
 def test_fix_c1_controls_leaves_other_text_alone():
     assert fix_c1_controls("a\x93b\x94 é 🚀") == "a“b” é 🚀"
+
+
+@pytest.mark.parametrize("name", ["tldr-multipart-alternative.eml", "windows-1252-quoted-printable.eml"])
+def test_an_email_pasted_as_text_decodes_like_its_bytes(name):
+    raw = (EMAILS / name).read_bytes()
+    pasted = read_email(raw.decode("utf-8").replace("\r\n", "\n"))
+    decoded = parse_email(raw, name)
+    assert pasted is not None
+    assert (pasted.subject, pasted.sender, pasted.date, pasted.body_format) == (
+        decoded.subject,
+        decoded.sender,
+        decoded.date,
+        decoded.body_format,
+    )
+    assert pasted.body.replace("\r\n", "\n") == decoded.body.replace("\r\n", "\n")
+
+
+def test_what_the_splitter_reads_from_an_email():
+    email = load("windows-1252-quoted-printable.eml")
+    assert (email.content_type, email.source) == ("text/html", "Café IA")
+    assert email.date_header == "Mon, 03 Feb 2025 08:15:00 +0100"  # the header's form; `date` is ISO 8601
+    assert load("plain-text-base64.eml").content_type == "text/plain"
+
+
+def test_pasted_email_can_prefer_the_text_part_and_never_raises_without_a_body():
+    text = (EMAILS / "tldr-multipart-alternative.eml").read_text(encoding="utf-8")
+    assert read_email(text).body_format == "html"
+    assert read_email(text, prefer_html=False).body_format == "text"
+    bare = read_email((EMAILS / "attachment-only.eml").read_text(encoding="utf-8"))
+    assert bare is not None and bare.body == "" and bare.subject
+
+
+@pytest.mark.parametrize(
+    ("text", "is_email"),
+    [
+        ("From: a@example.com\nSubject: hi\n\nbody", True),
+        ("From someone@example.com Mon Mar 17 2025\nDate: Mon, 17 Mar 2025 14:09:03 +0000\n\nbody", True),  # mbox
+        ("Subject: hi\n continued\nX-Mailer: y\n\nbody", True),  # folded header line
+        ("X-Mailer: y\nContent-Type: text/plain\n\nbody", False),  # no Subject, From or Date
+        ("TLDR AI 2025-03-14\n\nHeadlines", False),
+        ("Subject: hi\nnot a header line\n\nbody", False),
+        ("", False),
+    ],
+)
+def test_looks_like_email(text, is_email):
+    assert looks_like_email(text) is is_email
+    assert (read_email(text) is not None) is is_email

@@ -2,10 +2,12 @@
 
 import random
 import unicodedata
+from pathlib import Path
 
 import pytest
 
-from mcp_server.sanitize import clean_text, looks_like_html, normalize_whitespace, strip_junk
+from ingest.newsletter import split_newsletter
+from ingest.sanitize import clean_text, looks_like_html, normalize_whitespace, strip_junk
 
 CASES = [
     # (input, expected)
@@ -39,6 +41,22 @@ def test_html_fragment_becomes_its_visible_text():
         "<style>p{color:red}</style><ul><li>one</li><li>two</li></ul>line<br>break</div>"
     )
     assert clean_text(html) == "Hello world & friends\n\none\n\ntwo\n\nline\nbreak"
+
+
+def test_html_is_read_as_the_splitter_reads_it():
+    """One HTML walk for clean_text and the splitter: hidden text stays hidden, every block element
+    starts a line, markup html.parser rejects does not raise."""
+    assert clean_text('<span style="display:none">preview text</span><p>Shown</p>') == "Shown"
+    assert clean_text("<p>a</p><center>b</center>c") == "a\n\nb\nc"
+    assert clean_text("<p>Title<![ junk</p><p>more</p>") == "Title<![ junk\n\nmore"
+
+
+def test_clean_text_of_a_newsletter_keeps_every_item_title_as_a_line():
+    fixtures = Path(__file__).parents[1] / "fixtures" / "newsletters"
+    for name in ("tldr_ai.html", "sponsored_mix.html"):
+        html = (fixtures / name).read_text(encoding="utf-8")
+        lines = clean_text(html).split("\n")
+        assert all(item.title in lines for item in split_newsletter(html).items)
 
 
 @pytest.mark.parametrize(

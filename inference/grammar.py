@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 WHITESPACE = r'ws ::= | " " | "\n" " "{0,8}'
@@ -182,3 +184,41 @@ def open_list_items(prefix: str) -> list[str] | None:
     if in_string or not stack or stack[-1] is None:
         return None
     return stack[-1]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What an answer must look like, handed to the engine (which knows nothing about news or JSON).
+
+    `grammar`: GBNF text; `is_complete(text)`: the answer is whole and generation stops (asked when a
+    token ends in `stop_chars`); `repeats_itself(text)`: the open list just repeated an item, so the
+    engine offers only list-closing tokens next (asked when a token ends in `list_chars`).
+    """
+
+    grammar: str
+    is_complete: Callable[[str], bool]
+    repeats_itself: Callable[[str], bool]
+    stop_chars: bytes = b"}"
+    list_chars: bytes = b'"'
+    list_closers: tuple[str, ...] = ("]", " ]", "\n]", "\n  ]", "\n    ]")
+    """Texts that end a list; those that are single tokens are offered when a list repeats itself."""
+
+
+def is_complete_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def repeats_itself(text: str) -> bool:
+    """True right after a list item that the same list already holds: a small model that repeats an
+    item once usually repeats it until the list is full (maxItems), so the list is ended instead."""
+    items = open_list_items(text)
+    return bool(items) and items[-1] in items[:-1]
+
+
+def json_constraint(schema: dict[str, Any]) -> Constraint:
+    """The constraint for answers that are JSON objects following `schema`."""
+    return Constraint(json_schema_to_gbnf(schema), is_complete_json, repeats_itself)

@@ -8,11 +8,10 @@ import pytest
 
 import schemas
 from data.prompts import render_answer, render_chat_prompt
-from mcp_server.analyzer import Analyzer
-from mcp_server.engine import Engine, EngineConfig, EngineError
-from mcp_server.models import embedded_base_model
-
-from .conftest import TEST_CONFIG, TRAIN_ROWS
+from inference.analyzer import Analyzer
+from inference.engine import Engine, EngineConfig, EngineError
+from inference.models import embedded_base_model
+from tests.conftest import TEST_CONFIG, TRAIN_ROWS
 
 PROMPTS = [row["messages"][0]["content"] for row in TRAIN_ROWS]
 
@@ -58,7 +57,7 @@ def test_gpu_layers_on_a_cpu_build_are_ignored_with_a_warning(caplog):
     if llama_cpp.llama_supports_gpu_offload():
         pytest.skip("this llama.cpp build offloads to a GPU")
     engine = Engine(EngineConfig(n_gpu_layers=-1, n_threads=1, n_parallel=1))
-    with caplog.at_level("WARNING", logger="mcp_server.engine"):
+    with caplog.at_level("WARNING", logger="inference.engine"):
         assert engine.load().loaded
     engine.close()
     assert "n_gpu_layers=-1 ignored" in caplog.text

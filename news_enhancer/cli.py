@@ -13,12 +13,13 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module with main(argv), one-line help)
     "serve": ("mcp_server.commands", "run the MCP server over stdio"),
-    "analyze": ("mcp_server.commands", "analyze an article or a newsletter from a file or stdin"),
+    "analyze": ("inference.cli", "analyze an article or a newsletter from a file or stdin"),
     "data": ("data.cli", "validate, describe and split a training dataset"),
     "train": ("trainers.cli", "fine-tune a LoRA adapter (backends: hf, unsloth, tinker)"),
     "export": ("export.cli", "export an adapter to GGUF (LoRA or merged), quantize, check parity"),
     "eval": ("evaluation.cli", "run, score and compare evaluations; the publish gate"),
     "workflow": ("workflows.cli", "Gmail -> analyze -> Google Drive reports"),
+    "split": ("ingest.cli", "show how a newsletter is split into items, as JSON (no model)"),
 }
 
 
@@ -40,9 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     try:
-        # Modules serving several commands (serve, analyze) take the command name first.
-        if getattr(module, "MULTI_COMMAND", False):
-            return int(module.main([name, *rest]) or 0)
         return int(module.main(rest) or 0)
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error worth a traceback. Python's documented

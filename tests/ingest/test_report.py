@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import schemas
-from mcp_server.newsletter import split_newsletter
-from mcp_server.report import escape, link, render_item_markdown, render_markdown
+from ingest.newsletter import split_newsletter
+from ingest.report import escape, link, render_item_markdown, render_markdown
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "newsletters"
 
@@ -15,6 +15,9 @@ def result(title="Acme ships Widget 2", score=7, **extra):
         "url": "https://example.com/widget?utm_source=x",
         "is_sponsored": False,
         "truncated": False,
+        "complete": True,
+        "incomplete_reason": None,
+        "relevance": None,
         "relevance_score": score,
         "summary": "",
         "key_insights": ["AI Model", "Robotics"],

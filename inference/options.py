@@ -1,0 +1,154 @@
+"""The one table of model options: every command that runs the model builds its flags from it.
+
+`serve`, `analyze`, `eval run`, the Gmail workflow and `bench/` call `add_model_options(parser)` and
+`engine_config(args)`, so a flag exists everywhere with the same name, environment variable, default
+and help, and no command can forget one (`eval run` once had no `--chat-format`, and evaluated a
+Llama 3 model in Gemma turns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ENV_PREFIX = "NEWS_ENHANCER_"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    type: type
+    help: str
+    default: Any = None
+    field: str | None = None
+    """The EngineConfig field it sets (None: not an engine setting)."""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.flag.lstrip("-").replace("-", "_").upper()
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+MODEL_OPTIONS: tuple[Option, ...] = (
+    Option("--model", str, "GGUF model file (default: the embedded Gemma 3 270M)", field="model_path"),
+    Option("--lora", str, "GGUF LoRA adapter applied on top of --model", field="lora_path"),
+    Option("--lora-scale", float, "LoRA strength", 1.0, field="lora_scale"),
+    Option("--threads", int, "CPU threads (default: min(2, CPUs))", field="n_threads", aliases=("--n-threads",)),
+    Option("--gpu-layers", int, "layers offloaded to a GPU build (-1: all)", 0, field="n_gpu_layers"),
+    Option("--ctx", int, "context tokens per item (prompt + answer)", 2048, field="n_ctx"),
+    Option(
+        "--chat-format",
+        str,
+        "chat turns of the model family: gemma, llama3 (default: read from the model)",
+        field="chat_format",
+    ),
+    Option("--max-tokens", int, "answer token budget per item", 320, field="max_tokens"),
+    Option("--parallel", int, "items decoded together", 3, field="n_parallel"),
+    Option("--max-items", int, "items analyzed per newsletter", 40),
+    Option(
+        "--engine",
+        str,
+        "MODULE:CALLABLE making the engine from the EngineConfig (default: the llama.cpp engine; "
+        "tests use tests.fakes:FakeEngine)",
+    ),
+)
+"""flag (and environment variable NEWS_ENHANCER_<FLAG>), type, help, default, EngineConfig field."""
+
+NO_DEFAULT_LORA = Option(
+    "--no-default-lora",
+    bool,
+    "the plain embedded base model, without the shipped news adapter "
+    "(which applies only when neither --model nor --lora is given)",
+    False,
+)
+
+
+def _env_default(opt: Option, parser: argparse.ArgumentParser) -> Any:
+    raw = os.environ.get(opt.env)
+    if raw in (None, ""):
+        return opt.default
+    if opt.type is bool:
+        return raw.lower() not in ("0", "false", "no")
+    try:
+        return opt.type(raw)
+    except ValueError:
+        parser.error(f"{opt.env}={raw!r} is not a valid {opt.type.__name__}")
+
+
+def add_model_options(parser: argparse.ArgumentParser, options: Sequence[Option] = MODEL_OPTIONS) -> None:
+    """Add every model option (and --no-default-lora) to `parser`; an environment variable sets each default."""
+    group = parser.add_argument_group("model options (each also an environment variable)")
+    for opt in options:
+        group.add_argument(
+            opt.flag,
+            *opt.aliases,
+            dest=opt.dest,
+            type=opt.type,
+            default=_env_default(opt, parser),
+            help=f"{opt.help} [env {opt.env}]",
+        )
+    group.add_argument(
+        NO_DEFAULT_LORA.flag,
+        action="store_true",
+        default=_env_default(NO_DEFAULT_LORA, parser),
+        help=f"{NO_DEFAULT_LORA.help} [env {NO_DEFAULT_LORA.env}=1]",
+    )
+
+
+def engine_config(args: argparse.Namespace):
+    """The EngineConfig the options name: files resolved (shipped adapter), chat format read from the model.
+
+    Raises ValueError when a named chat format contradicts the model.
+    """
+    from inference.engine import EngineConfig
+    from inference.models import resolve_chat_format, resolve_model_files
+
+    values = {opt.field: getattr(args, opt.dest) for opt in MODEL_OPTIONS if opt.field}
+    values = {k: v for k, v in values.items() if v is not None}
+    model, lora = resolve_model_files(
+        values.pop("model_path", None), values.pop("lora_path", None), not args.no_default_lora
+    )
+    values["chat_format"] = resolve_chat_format(values.get("chat_format"), model, lora).name
+    return EngineConfig(model_path=model, lora_path=lora, **values)
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get(ENV_PREFIX + "LOG_LEVEL") or None,
+        help=f"DEBUG, INFO, WARNING or ERROR [env {ENV_PREFIX}LOG_LEVEL]",
+    )
+
+
+def setup_logging(level: str) -> None:
+    """Logs to stderr, never stdout (it carries the protocol or the result)."""
+    logging.basicConfig(
+        stream=sys.stderr, level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if level.upper() != "DEBUG":
+        logging.getLogger("llama_cpp").setLevel(logging.ERROR)  # llama.cpp's load chatter is noise here
+
+
+def engine_factory(args: argparse.Namespace):
+    """The callable `--engine MODULE:CALLABLE` names (it gets the EngineConfig), or None for the default."""
+    spec = getattr(args, "engine", None)
+    if not spec:
+        return None
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"--engine expects MODULE:CALLABLE, got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"--engine {spec}: {exc}") from exc

@@ -1,0 +1,287 @@
+"""The MCP layer over real stdio with real clients (the SDK's client, raw JSON-RPC lines), on a fake engine.
+
+The server is the real `news-enhancer serve` process; only the engine is `tests.fakes:FakeEngine`
+(selected with --engine, as a user selects one), so these protocol checks need no model and run in
+seconds. What the real model answers is checked in test_server.py.
+"""
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+import schemas
+from tests.conftest import NEWSLETTERS
+
+ROOT = Path(__file__).parents[2]
+SERVE = [sys.executable, "-m", "news_enhancer.cli", "serve"]
+FAKE = ["--engine", "tests.fakes:FakeEngine", "--max-items", "2"]
+
+
+class SyncClient:
+    """The SDK's async Client, called from sync tests through an anyio portal."""
+
+    def __init__(self, portal, client):
+        self.portal, self.client = portal, client
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+        return lambda *args, **kwargs: self.portal.call(lambda: method(*args, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = (tmp_path_factory.mktemp("server") / "stderr.log").open("w")
+    params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], *FAKE], cwd=str(ROOT))
+    with start_blocking_portal() as portal:
+        client = Client(stdio_client(params, errlog=log), mode="legacy", read_timeout_seconds=600)
+        with portal.wrap_async_context_manager(client) as connected:
+            yield SyncClient(portal, connected)
+    log.close()
+
+
+def structured(result, schema: str) -> dict:
+    assert not result.is_error, result.content
+    schemas.validate(schema, result.structured_content)
+    return result.structured_content
+
+
+# --- protocol surface -----------------------------------------------------------------------------------
+
+
+def test_initialize_and_tools_with_input_and_output_schemas(server):
+    assert server.client.server_info.name == "news-enhancer"
+    tools = {tool.name: tool for tool in server.list_tools().tools}
+    assert set(tools) == {"analyze_article", "analyze_newsletter"}
+    article, newsletter = tools["analyze_article"], tools["analyze_newsletter"]
+    assert article.input_schema["required"] == ["title", "content"]
+    assert set(article.input_schema["properties"]) == {"title", "content", "url"}
+    assert newsletter.input_schema["required"] == ["text"]
+    assert newsletter.input_schema["properties"]["format"]["enum"] == ["auto", "tldr", "html", "markdown", "text"]
+    assert "ctx" not in newsletter.input_schema["properties"]
+    assert article.output_schema == schemas.load_schema("article_result")
+    assert newsletter.output_schema == schemas.load_schema("newsletter_report")
+
+
+def test_the_schemas_are_resources(server):
+    uris = {str(r.uri) for r in server.list_resources().resources}
+    assert uris == {f"schema://news-enhancer/{name}" for name in schemas.SCHEMA_FILES}
+    content = server.read_resource("schema://news-enhancer/article_analysis").contents[0]
+    assert json.loads(content.text) == schemas.load_schema("article_analysis")
+
+
+def test_a_client_on_the_newest_protocol_also_gets_the_tools(tmp_path):
+    params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], *FAKE], cwd=str(ROOT))
+    with (
+        (tmp_path / "stderr.log").open("w") as log,
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(Client(stdio_client(params, errlog=log))) as client,
+    ):
+        names = [tool.name for tool in portal.call(client.list_tools).tools]
+        version = client.protocol_version
+    assert names == ["analyze_article", "analyze_newsletter"]
+    assert version >= "2025-06-18"
+
+
+# --- the tools' contract: structured results, progress, errors, caps ---------------------------------------
+
+
+def test_both_tools_return_schema_valid_structured_results_and_text(server):
+    result = server.call_tool("analyze_article", {"title": "Nvidia and Foxconn build a hub", "content": "They spend."})
+    article = structured(result, "article_result")
+    assert article["title"] == "Nvidia and Foxconn build a hub"
+    assert json.loads(result.content[0].text) == article
+    progress = []
+
+    async def on_progress(done, total, message):
+        progress.append((done, total, message))
+
+    text = (NEWSLETTERS / "tldr_ai.html").read_text(encoding="utf-8")
+    result = server.call_tool("analyze_newsletter", {"text": text, "source": "TLDR AI"}, progress_callback=on_progress)
+    report = structured(result, "newsletter_report")
+    assert [(done, total) for done, total, _ in progress] == [(1, 2), (2, 2)]
+    assert all(message.startswith("analyzed ") for _, _, message in progress)
+    assert report["source"] == "TLDR AI" and report["format"] == "tldr"
+    assert len(report["items"]) == 2 and report["items_found"] > 2
+    assert result.content[0].text == report["markdown"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"title": "", "content": ""}, "title and the content are both empty"),
+        ({"title": "\x00\x01\x02", "content": "\u200b\ufeff \x7f"}, "title and the content are both empty"),
+        ({"title": "No content given"}, "content"),  # the SDK's argument validation
+        ({"title": 42, "content": ["not", "text"]}, "content"),
+    ],
+)
+def test_bad_article_arguments_are_tool_errors(server, arguments, message):
+    result = server.call_tool("analyze_article", arguments)
+    assert result.is_error
+    assert message in result.content[0].text
+
+
+def test_bad_newsletter_arguments_are_tool_errors(server):
+    for arguments, message in (({"text": " \n "}, "newsletter text is empty"), ({"text": "x", "format": "pdf"}, "")):
+        result = server.call_tool("analyze_newsletter", arguments)
+        assert result.is_error and message in result.content[0].text
+
+
+def test_an_engine_failure_is_a_tool_error_and_the_server_keeps_serving(server):
+    result = server.call_tool("analyze_article", {"title": "FAKE_FAIL", "content": "the engine raises"})
+    assert result.is_error and "told to fail" in result.content[0].text
+    structured(server.call_tool("analyze_article", {"title": "Fine", "content": "Again."}), "article_result")
+
+
+HOSTILE = {
+    "binary junk": ("Firmware dump", bytes(range(256)).decode("latin-1") * 8),
+    "control characters": ("Open\x00AI\x07 ships\x1b[31m GPT-5", "It\x0c reasons\x08 better.\r\nMore\x00 soon."),
+    "html": (
+        "<b>Big</b> news",
+        "<html><body><p>OpenAI <b>launched</b> GPT-5.</p><script>alert(1)</script></body></html>",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_articles_are_cleaned_before_the_engine_sees_them(server, case):
+    title, content = HOSTILE[case]
+    article = structured(server.call_tool("analyze_article", {"title": title, "content": content}), "article_result")
+    assert "<" not in article["title"] and "\x00" not in article["title"] and "\x1b" not in article["title"]
+
+
+def test_a_1mb_newsletter_is_capped_not_hung(server):
+    one = (NEWSLETTERS / "tldr_ai.html").read_text(encoding="utf-8")
+    text = one * (1_000_000 // len(one) + 1)
+    assert len(text.encode()) >= 1_000_000
+    report = structured(server.call_tool("analyze_newsletter", {"text": text}), "newsletter_report")
+    assert len(report["items"]) == 2
+    assert report["items_found"] > 100
+    assert any("analyzed the first 2" in note for note in report["notes"])
+
+
+def test_the_server_still_serves_after_all_that(server):
+    assert len(server.list_tools().tools) == 2
+
+
+# --- raw stdio: nothing but JSON-RPC on stdout; tools/list before (and without) a model -------------------
+
+
+class RawServer:
+    """The server as a plain subprocess: JSON-RPC lines in, every stdout line collected."""
+
+    def __init__(self, *options: str, log_level: str = "DEBUG"):
+        env = {**os.environ, "NEWS_ENHANCER_LOG_LEVEL": log_level}
+        self.proc = subprocess.Popen(
+            [*SERVE, *options], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        self.stdout: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.stderr_chunks: list[bytes] = []
+        threading.Thread(target=lambda: self.stderr_chunks.extend(self.proc.stderr), daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.stdout.append(line)
+            self.lines.put(line)
+
+    def send(self, message: dict) -> None:
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def response(self, request_id: int, timeout: float = 600) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = json.loads(self.lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            if message.get("id") == request_id:
+                return message
+
+    def handshake(self) -> dict:
+        self.send(
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "0"},
+                },
+            }
+        )
+        init = self.response(1)
+        self.send({"method": "notifications/initialized"})
+        return init
+
+    def close(self) -> str:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        return b"".join(self.stderr_chunks).decode("utf-8", errors="replace")
+
+
+def test_stdout_carries_only_json_rpc_while_the_server_logs():
+    raw = RawServer(*FAKE)
+    try:
+        assert raw.handshake()["result"]["serverInfo"]["name"] == "news-enhancer"
+        raw.send({"id": 2, "method": "tools/list"})
+        assert len(raw.response(2, timeout=60)["result"]["tools"]) == 2
+        call = {"name": "analyze_article", "arguments": {"title": "Meta opens Llama 5", "content": "Weights are out."}}
+        raw.send({"id": 3, "method": "tools/call", "params": call})
+        result = raw.response(3, timeout=60)["result"]
+        assert not result.get("isError")
+        schemas.validate("article_result", result["structuredContent"])
+    finally:
+        stderr = raw.close()
+    assert raw.stdout and all(json.loads(line)["jsonrpc"] == "2.0" for line in raw.stdout)
+    assert "DEBUG" in stderr  # the server logged, to stderr
+
+
+def test_tools_list_answers_without_a_model_and_the_call_names_the_missing_file(tmp_path):
+    missing = tmp_path / "missing.gguf"
+    raw = RawServer("--model", str(missing), log_level="INFO")
+    try:
+        raw.handshake()
+        raw.send({"id": 2, "method": "tools/list"})
+        assert len(raw.response(2, timeout=60)["result"]["tools"]) == 2
+        raw.send(
+            {
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "analyze_article", "arguments": {"title": "t", "content": "c"}},
+            }
+        )
+        result = raw.response(3, timeout=60)["result"]
+        assert result["isError"] and str(missing) in result["content"][0]["text"]
+        raw.send({"id": 4, "method": "tools/list"})  # still serving
+        assert len(raw.response(4, timeout=60)["result"]["tools"]) == 2
+    finally:
+        raw.close()
+    assert all(json.loads(line)["jsonrpc"] == "2.0" for line in raw.stdout)
+
+
+# --- a client people use ---------------------------------------------------------------------------------
+
+INSPECTOR = ROOT / "tools" / "mcp-inspector" / "node_modules" / ".bin" / "mcp-inspector"
+"""Installed, pinned, from the project's own tools/mcp-inspector/package.json + lock by scripts/setup.sh."""
+
+
+def test_the_mcp_inspector_cli_lists_the_tools():
+    if not INSPECTOR.exists():
+        message = f"the MCP Inspector is not installed at {INSPECTOR} (scripts/setup.sh installs it with npm)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)  # CI installs it: missing there is a broken setup, never a quiet skip
+        pytest.skip(message)
+    command = [str(INSPECTOR), "--cli", *SERVE, *FAKE, "--method", "tools/list"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    names = [tool["name"] for tool in json.loads(done.stdout)["tools"]]
+    assert names == ["analyze_article", "analyze_newsletter"]
