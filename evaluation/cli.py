@@ -4,6 +4,8 @@ run      generate predictions through the serving analyzer, then score them (cac
 score    score an existing predictions file against references
 compare  paired statistics and comparison plots for two or more evaluation directories
 gate     may a candidate replace the current model? exit 0 pass, 1 fail, 2 not comparable
+         (re-scores both directories; the candidate must be a parity-verified export unless --allow-unverified)
+cv       k-fold cross-validation over emails: plan, run (resumable), compare (docs/crossval.md)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from evaluation import crossval_cli
 from evaluation import gate as gate_module
 from evaluation.runner import RunnerError
 from inference.options import add_model_options
@@ -73,15 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", required=True, metavar="DIR")
     comp.add_argument("--names", nargs="+", metavar="NAME", help="names for the systems, in order")
 
-    gate = sub.add_parser("gate", help="fail when the candidate is invalid or significantly worse than the current")
+    gate = sub.add_parser(
+        "gate", help="fail when the candidate is unverified, invalid or significantly worse than the current"
+    )
     gate.add_argument("--candidate", required=True, metavar="DIR", help="evaluation directory of the candidate")
     gate.add_argument("--current", required=True, metavar="DIR", help="evaluation directory of the current model")
     gate.add_argument("--verdict", metavar="PATH", help="where to write the verdict (default: CANDIDATE/verdict.json)")
     gate.add_argument(
         "--manifest",
         metavar="PATH",
-        help="the candidate GGUF's manifest (X.manifest.json): the evaluation and verdict are recorded in it",
+        help="the candidate GGUF's manifest (X.manifest.json): its parity must have passed, and the evaluation "
+        "and verdict are recorded in it (default: read the manifest beside the adapter/model the candidate ran)",
     )
+    gate.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept a candidate without a parity-verified export (no manifest, parity not checked); the verdict "
+        "records it. A failed parity check is never accepted",
+    )
+    gate.add_argument(
+        "--references",
+        metavar="REF.jsonl",
+        help="the references to re-score both directories with, when the path in their metrics.json does not "
+        "resolve from here (the fingerprint must still match)",
+    )
+    crossval_cli.add_parser(sub)  # cv plan|run|compare: k-fold cross-validation over emails (docs/crossval.md)
     return parser
 
 
@@ -222,7 +241,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_gate(args: argparse.Namespace) -> int:
     verdict_path = Path(args.verdict) if args.verdict else Path(args.candidate) / "verdict.json"
     try:
-        verdict = gate_module.evaluate(args.candidate, args.current)
+        verdict = gate_module.evaluate(
+            args.candidate,
+            args.current,
+            manifest=args.manifest,
+            allow_unverified=args.allow_unverified,
+            references=args.references,
+        )
     except FileNotFoundError as exc:
         verdict = gate_module.Verdict(
             False,
@@ -230,16 +255,20 @@ def cmd_gate(args: argparse.Namespace) -> int:
             args.candidate,
             args.current,
             [gate_module.Check("evaluation_dirs", False, str(exc))],
+            allow_unverified=args.allow_unverified,
         )
     gate_module.write_verdict(verdict, verdict_path)
     print(gate_module.describe(verdict))
     print(f"verdict written to {verdict_path}")
-    if args.manifest and verdict.exit_code != gate_module.NOT_COMPARABLE:
-        print(f"evaluation recorded in {gate_module.record_in_manifest(args.manifest, verdict)}")
+    if args.manifest and Path(args.manifest).is_file() and verdict.exit_code != gate_module.NOT_COMPARABLE:
+        try:
+            print(f"evaluation recorded in {gate_module.record_in_manifest(args.manifest, verdict)}")
+        except (ValueError, TypeError) as exc:
+            print(f"eval gate: could not record the evaluation in {args.manifest}: {exc}", file=sys.stderr)
     return verdict.exit_code
 
 
-COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "gate": cmd_gate}
+COMMANDS = {"run": cmd_run, "score": cmd_score, "compare": cmd_compare, "gate": cmd_gate, "cv": crossval_cli.main_args}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,20 @@ from evaluation.scoring import Reference
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
 
-IDENTITY_KEYS = ("model_path", "lora_path", "lora_scale", "chat_format", "max_tokens", "seed", "n_ctx")
+IDENTITY_KEYS = (
+    "model_path",
+    "lora_path",
+    "lora_scale",
+    "chat_format",
+    "max_tokens",
+    "seed",
+    "n_ctx",
+    "relevance_rule",
+)
 """EngineConfig fields that change the generated text (n_threads does not)."""
+
+LEGACY_IDENTITY = {"relevance_rule": "greedy"}
+"""What a cache written before a key existed was made with (the score was the greedy token then)."""
 
 
 class RunnerError(RuntimeError):
@@ -101,7 +113,7 @@ def _check_cache(rows: list[dict[str, Any]], refs: Sequence[Reference], out_dir:
     run_file = out_dir / RUN_FILE
     if rows and run_file.is_file():
         previous = json.loads(run_file.read_text(encoding="utf-8")).get("engine", {})
-        changed = [k for k in IDENTITY_KEYS if previous.get(k) != identity.get(k)]
+        changed = [k for k in IDENTITY_KEYS if previous.get(k, LEGACY_IDENTITY.get(k)) != identity.get(k)]
         if changed:
             raise RunnerError(
                 f"{out_dir} holds predictions from a different setup ({', '.join(changed)} differ); "
@@ -184,6 +196,7 @@ def _complete_one(analyzer: Any, ref: Reference, index: int) -> dict[str, Any]:
         # but validity is judged on the raw text, so such an answer counts as invalid.
         "finish_reason": getattr(completion, "finish_reason", None),
         "analysis": getattr(completion, "analysis", None),
+        "relevance": getattr(completion, "relevance", None),
     }
 
 

@@ -2,10 +2,13 @@
 
     news-enhancer export --adapter runs/x/adapter --out out/news-lora.gguf --parity-data dev.jsonl
     news-enhancer export --adapter runs/x/adapter --out out/news-q4_k_m.gguf --merge --quant q4_k_m
-    news-enhancer export --tinker-archive ckpt.tar --base llama-3.2-1b.gguf --out out/lora.gguf
+    news-enhancer export --tinker-archive ckpt.tar --base llama-3.2-1b.gguf --out out/lora.gguf --parity-data dev.jsonl
 
 Everything runs offline: the base GGUF is the embedded Gemma 3 270M unless --base names another, and the
 dense checkpoint transformers needs (for merging and parity) is the trainer's cached dequantization of it.
+Parity is never skipped silently: without --parity-data and without dev data in the adapter manifest the
+export is refused; `--no-parity` skips it on purpose, and the manifest then says it was not checked (so
+`eval gate` refuses the file unless told --allow-unverified).
 Exit status: 0 done, 1 parity failed (the file is renamed to *.parity-failed), 2 bad input.
 """
 
@@ -56,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parity-k", type=int, default=8, help="prompts in the parity check (default 8)")
     p.add_argument("--parity-max-tokens", type=int, default=96, help="greedy tokens per prompt (default 96)")
-    p.add_argument("--no-parity", action="store_true", help="skip the parity check")
+    p.add_argument(
+        "--no-parity",
+        action="store_true",
+        help="skip the parity check (recorded in the manifest; `eval gate` then refuses the file without "
+        "--allow-unverified)",
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch and llama.cpp (default 1)")
     return p
 
@@ -120,6 +128,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         adapter = Path(args.adapter)
     trained = adapter_manifest(adapter)
+    parity_data = None if args.no_parity else (args.parity_data or default_parity_data(trained))
+    if not args.no_parity and parity_data is None:
+        raise ValueError(
+            "no parity data: give --parity-data FILE (training-format JSONL, e.g. the dev split) or add dev data "
+            "to the adapter manifest; --no-parity exports without the check (recorded as unverified)"
+        )
+    if parity_data is not None and not Path(parity_data).is_file():
+        raise FileNotFoundError(f"parity data {parity_data} not found")
     base_gguf, base_spec = resolve_base(args, trained)
     base_info = read_gguf(base_gguf)
     arch = arch_for_gguf(base_info.architecture)
@@ -157,7 +173,6 @@ def run(args: argparse.Namespace) -> int:
         mode = "lora"
     export_seconds = time.monotonic() - started
 
-    parity_data = None if args.no_parity else (args.parity_data or default_parity_data(trained))
     report = None
     if parity_data:
         from peft import PeftModel
@@ -177,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
         )
         print(report.summary(), file=sys.stderr, flush=True)
     else:
-        why = "--no-parity" if args.no_parity else "no --parity-data and no dev data in the adapter manifest"
-        log(f"parity NOT checked ({why})")
+        log(
+            "parity NOT checked (--no-parity): the manifest records it as unverified, and `eval gate` refuses "
+            "this file unless --allow-unverified"
+        )
 
     manifest = gguf_manifest(
         out,
@@ -193,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
             "parity_k": args.parity_k if parity_data else None,
         },
         parity=report.to_dict() if report else None,
+        parity_skipped="--no-parity" if report is None else None,
         parity_data=parity_data,
         export_seconds=export_seconds,
     )

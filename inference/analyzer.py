@@ -19,6 +19,7 @@ import schemas
 from data.prompts import PROMPT_TEMPLATE, format_title, prepare_content, render_prompt
 from inference.engine import Engine, EngineConfig, EngineError, Generation
 from inference.grammar import close_json_prefix, fill_missing, json_constraint
+from inference.relevance import relevance_result, score_probe
 from ingest.newsletter import Newsletter, split_newsletter
 from ingest.report import render_markdown
 from ingest.sanitize import clean_text
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_ITEMS = 40
 """Items analyzed per newsletter; the rest are reported in `notes` (a 1 MB email must not run for an hour)."""
+
+CONTENT_CHARS = 2000
+"""Characters of an item's own text returned with its result (the report shows a few hundred)."""
 
 TITLE_CHARS = 300
 """Longest title kept (training titles are under 200 characters); longer ones are cut and flagged."""
@@ -68,6 +72,8 @@ class Completion:
 class _Prepared:
     title: str
     url: str | None
+    content: str
+    """The item's text as given (cleaned), for the reader: the model may see less."""
     is_sponsored: bool
     truncated: bool
     prompt: list[int]
@@ -95,8 +101,10 @@ class EngineLike(Protocol):
 
 
 def article_engine(config: EngineConfig | None = None) -> Engine:
-    """The llama.cpp engine constrained to the article schema (grammar, list-repeat and stop rules)."""
-    return Engine(config, json_constraint(schemas.load_schema("article_analysis")))
+    """The llama.cpp engine constrained to the article schema (grammar, list-repeat and stop rules),
+    reading the score distribution at the score position (`inference.relevance`)."""
+    rule = (config or EngineConfig(chat_format="gemma")).relevance_rule
+    return Engine(config, json_constraint(schemas.load_schema("article_analysis"), score_probe(rule)))
 
 
 class Analyzer:
@@ -156,6 +164,7 @@ class Analyzer:
             completion_tokens=gen.completion_tokens,
             seconds=gen.seconds,
             finish_reason=gen.finish_reason,
+            relevance=relevance_result(gen.probe, analysis["relevance_score"], self.config.relevance_rule),
         )
 
     # --- items ---------------------------------------------------------------------------------
@@ -192,6 +201,7 @@ class Analyzer:
         return {
             "title": item.title,
             "url": item.url,
+            "content": item.content,
             "is_sponsored": item.is_sponsored,
             "truncated": item.truncated,
             "complete": completion.finish_reason != "length",
@@ -211,7 +221,8 @@ class Analyzer:
         body, cut = prepare_content(content, bool(item.is_sponsored))
         shown_title = format_title(title)
         tokens, squeezed = self._fit(shown_title, body)
-        return _Prepared(title, url, bool(item.is_sponsored), truncated or cut or squeezed, tokens)
+        shown = content[:CONTENT_CHARS]
+        return _Prepared(title, url, shown, bool(item.is_sponsored), truncated or cut or squeezed, tokens)
 
     def _fit(self, title: str, body: str) -> tuple[list[int], bool]:
         """Cut `body` until the chat prompt leaves room for the answer in the context; (tokens, was_cut)."""

@@ -23,8 +23,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +36,7 @@ import numpy as np
 
 from data.prompts import chat_format
 from inference.files import ModelFileError, check_gguf
-from inference.grammar import Constraint
+from inference.grammar import Constraint, Probe
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,12 @@ class EngineConfig:
     """Answer budget; an answer cut off by it is closed into a valid object (finish_reason "length")."""
     seed: int = 0
     """Unused by greedy decoding; kept so a sampling mode can be added without changing the API."""
+    pad_rows: bool = True
+    """Decode every answering step with one row per sequence slot, idle ones padded, so an answer is
+    computed the same way whatever else is in the batch (llama.cpp's CPU kernels pick their path by
+    the row count). Costs little: padding rows skip the output head, which dominates a step."""
+    relevance_rule: str = "median"
+    """How the analyzer's score probe writes the score (inference.relevance.RULES); the engine only runs it."""
     n_parallel: int = 3
     """Sequences decoded together when several prompts are given at once. Up to 3, answers are the
     same as one at a time; from 4 sequences per step llama.cpp's CPU kernels compute some rows
@@ -128,6 +136,30 @@ class Generation:
     """The answer's token ids (without the end-of-generation token)."""
     stop_token: int | None = None
     """The end-of-generation token that ended the answer (finish_reason "stop" without a grammar stop)."""
+    probe: dict[str, float] | None = None
+    """P(choice) for each of the constraint's probe choices, normalized (None: the probe never fired)."""
+
+
+@dataclass
+class _Request:
+    """One `generate` call: its jobs wait here until a slot is free; results go back through `events`."""
+
+    jobs: deque[_Job] = field(default_factory=deque)
+    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    cancelled: Callable[[], bool] | None = None
+    abandoned: bool = False
+    """Set when the caller stopped waiting (its callback failed, or it was interrupted)."""
+    told: bool = False
+
+    def is_cancelled(self) -> bool:
+        return self.abandoned or bool(self.cancelled and self.cancelled())
+
+    def cancel(self) -> None:
+        """Drop what is left of it and tell a caller still waiting (once)."""
+        self.jobs.clear()
+        if not self.told:
+            self.told = True
+            self.events.put(("error", -1, EngineError("the generation was cancelled")))
 
 
 @dataclass
@@ -138,6 +170,8 @@ class _Job:
     started: float
     boundaries: list[int]
     """Where the prompt's chunks end (see PROMPT_CHUNK)."""
+    grammar: str = "fast"
+    request: _Request | None = None
     pending: list[int] = field(default_factory=list)
     generated: list[int] = field(default_factory=list)
     text: bytearray = field(default_factory=bytearray)
@@ -146,6 +180,11 @@ class _Job:
     grammar_seconds: float = 0.0
     close_list: bool = False
     stop_token: int | None = None
+    forced: list[int] = field(default_factory=list)
+    """Tokens chosen ahead (a probe's choice): written next, one per step, under the grammar."""
+    probe_first: dict[int, float] | None = None
+    """Probabilities of the probe's first tokens at the probe position, until the choice is made."""
+    probe: dict[str, float] | None = None
     first_token: float | None = None
     logits_row: int = -1
 
@@ -193,6 +232,13 @@ class Engine:
         self.config = (config or EngineConfig()).resolved()
         self.constraint = constraint
         self._lock = threading.Lock()
+        """Held while the context is in use: by the decode worker while it has work, by loading and the
+        one-off checks (grammar_accepts, forced_logits) otherwise."""
+        self._cond = threading.Condition()
+        """Guards `_requests` (jobs waiting for a slot) and wakes the decode worker."""
+        self._requests: deque[_Request] = deque()
+        self._worker: threading.Thread | None = None
+        self._closing = False
         self._loaded = False
         self.load_seconds: float | None = None
         self.model_path: Path | None = None
@@ -274,11 +320,13 @@ class Engine:
                     self.close()
                     raise EngineError("llama.cpp rejected the answer grammar")
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
+        self._pad_token = max(0, lc.llama_vocab_bos(self._vocab))
         self._one = _Candidates(lc, 1)
         self._tiers = [_Candidates(lc, k) for k in FALLBACK_TIERS]
         self._all = _Candidates(lc, self.n_vocab)
         self._all_ids = np.arange(self.n_vocab, dtype=np.int32)
         self._pieces: dict[int, bytes] = {}
+        self._probe = _probe_table(self.constraint.probe, self._tokenize) if self.constraint else None
         closers = self.constraint.list_closers if self.constraint else ()
         self._list_closers = np.array(
             sorted({t[0] for c in closers if len(t := self._tokenize(c, False, False)) == 1}), dtype=np.int32
@@ -289,7 +337,15 @@ class Engine:
         log.info("model %s loaded in %.2f s (%d threads)", model_path, self.load_seconds, cfg.threads())
 
     def close(self) -> None:
-        """Free the native model, context, samplers and batch (the engine can load again afterwards)."""
+        """Stop the decode worker (jobs still waiting fail), then free the native model, context,
+        samplers and batch (the engine can load again afterwards)."""
+        worker = self._worker
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+        self._worker = None
         lc = getattr(self, "_llama_cpp", None)
         if lc is None:
             return
@@ -392,39 +448,166 @@ class Engine:
         max_tokens: int | None = None,
         on_done: Callable[[int, Generation], None] | None = None,
         shared_prefix: str | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> list[Generation]:
         """Answer each user prompt (greedy), in the chat turns of `config.chat_format`; results in prompt order.
+
+        Calls from several threads share one batch: their jobs join the running decode loop as slots
+        free up (round-robin between calls), so ten concurrent single-article calls cost about what
+        one ten-item call costs. `cancelled()` is polled between steps: when it turns true (or when
+        `on_done` raises), the call's remaining jobs are dropped and their slots freed.
 
         A prompt is a user prompt (text) or the tokens `prompt_tokens` made of one (a caller that
         counted them to fit the context hands them over instead of having them tokenized twice).
 
         `grammar`: "fast" (check the greedy token first), "full" (mask the whole vocabulary every step,
         as llama.cpp's samplers do) or "none" (unconstrained); all but "fast" exist for benchmarks.
-        `on_done(i, gen)` is called as each answer finishes (out of order when prompts run in parallel).
+        `on_done(i, gen)` is called as each answer finishes (in the caller's thread; out of order when
+        prompts run in parallel).
         `shared_prefix`: text most user prompts start with (the template's head); its tokens become
         a chunk of their own, computed once per sequence and reused by every later prompt.
         """
         budget = max_tokens or self.config.max_tokens
-        with self._lock:
-            if not self._loaded:
-                self._load()
-            tokenized = [list(p) if isinstance(p, list) else self._prompt_tokens(p) for p in prompts]
-            head = self._prompt_tokens(shared_prefix, close_turn=False) if shared_prefix else []
-            for i, tokens in enumerate(tokenized):
-                if len(tokens) + budget > self.config.n_ctx:
-                    raise EngineError(
-                        f"prompt {i} has {len(tokens)} tokens; with {budget} answer tokens it exceeds "
-                        f"the context of {self.config.n_ctx} (shorten the input or raise n_ctx)"
-                    )
-            if grammar not in GRAMMAR_MODES:
-                raise ValueError(f"grammar must be one of {', '.join(GRAMMAR_MODES)}, not {grammar!r}")
-            if grammar != "none" and self.constraint is None:
-                raise ValueError("this engine has no grammar (it was made without a constraint): use grammar='none'")
-            try:
-                return self._run(tokenized, budget, grammar, on_done, head)
-            except BaseException:
-                self._reset_slots()  # a failed run (or a failing on_done) must not leave jobs behind
-                raise
+        if grammar not in GRAMMAR_MODES:
+            raise ValueError(f"grammar must be one of {', '.join(GRAMMAR_MODES)}, not {grammar!r}")
+        if grammar != "none" and self.constraint is None:
+            raise ValueError("this engine has no grammar (it was made without a constraint): use grammar='none'")
+        self.load()
+        tokenized = [list(p) if isinstance(p, list) else self._prompt_tokens(p) for p in prompts]
+        head = self._prompt_tokens(shared_prefix, close_turn=False) if shared_prefix else []
+        for i, tokens in enumerate(tokenized):
+            if len(tokens) + budget > self.config.n_ctx:
+                raise EngineError(
+                    f"prompt {i} has {len(tokens)} tokens; with {budget} answer tokens it exceeds "
+                    f"the context of {self.config.n_ctx} (shorten the input or raise n_ctx)"
+                )
+        request = _Request(cancelled=cancelled)
+        for i, tokens in enumerate(tokenized):
+            request.jobs.append(_Job(i, tokens, budget, 0.0, _boundaries(tokens, head), grammar, request))
+        results: list[Generation | None] = [None] * len(tokenized)
+        if not tokenized:
+            return []
+        self._submit(request)
+        try:
+            for _ in tokenized:
+                kind, index, payload = request.events.get()
+                if kind == "error":
+                    raise payload
+                results[index] = payload
+                if on_done:
+                    on_done(index, payload)
+        except BaseException:
+            request.abandoned = True  # the worker drops what is left of it and frees its slots
+            raise
+        return results  # type: ignore[return-value]
+
+    # --- the decode worker: one thread owns the context; every caller's jobs share its batch -------
+
+    def _submit(self, request: _Request) -> None:
+        with self._cond:
+            self._requests.append(request)
+            if self._worker is None or not self._worker.is_alive():
+                self._closing = False
+                self._worker = threading.Thread(target=self._work, name="llama-decode", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        """Wait for jobs; serve them until none are left; repeat. A failure fails every job in flight."""
+        while True:
+            with self._cond:
+                while not self._requests and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
+            with self._lock:
+                try:
+                    self._serve()
+                except BaseException as exc:  # noqa: BLE001 - reported to every waiting caller
+                    self._fail_all(exc)
+
+    def _next_job(self) -> _Job | None:
+        """Round-robin over the waiting requests, so a single article never waits for a whole newsletter."""
+        with self._cond:
+            while self._requests:
+                request = self._requests.popleft()
+                if request.is_cancelled():
+                    request.cancel()
+                    continue
+                if not request.jobs:
+                    continue
+                job = request.jobs.popleft()
+                if request.jobs:
+                    self._requests.append(request)
+                return job
+        return None
+
+    def _fail_all(self, exc: BaseException) -> None:
+        error = exc if isinstance(exc, EngineError) else EngineError(f"generation failed: {exc!r}")
+        failed = {id(s.job.request): s.job.request for s in self._slots if s.job and s.job.request}
+        with self._cond:
+            failed.update({id(r): r for r in self._requests})
+            self._requests.clear()
+        for request in failed.values():
+            request.jobs.clear()
+            request.events.put(("error", -1, error))
+        self._reset_slots()
+
+    def _serve(self) -> None:
+        """Continuous batching: free slots take the next job; each round runs one prompt chunk and one
+        step of every answering sequence (never both in one decode call: see PROMPT_CHUNK)."""
+        while True:
+            if self._closing:
+                raise EngineError("the engine was closed while this generation ran")
+            for slot in self._slots:
+                if slot.job is not None and slot.job.request.is_cancelled():
+                    self._drop(slot)
+                if slot.job is None and (job := self._next_job()) is not None:
+                    job.started = time.perf_counter()
+                    self._assign(slot, job)
+            if not any(s.job for s in self._slots):
+                with self._cond:
+                    if not self._requests:
+                        return
+                continue
+            answering = [s for s in self._slots if s.job and s.job.generated]
+            prefilling = [s for s in self._slots if s.job and not s.job.generated]
+            rounds = [[(s, s.job.pending[:1]) for s in answering]] if answering else []
+            if prefilling:
+                job, cached = prefilling[0].job, len(prefilling[0].cached)
+                end = next(b for b in job.boundaries if b > cached)
+                rounds.append([(prefilling[0], job.pending[: end - cached])])
+            for parts in rounds:
+                self._decode(parts, pad=parts is rounds[0] and bool(answering))
+                probing = []
+                for slot, _ in parts:
+                    job = slot.job
+                    if job.logits_row < 0:
+                        continue
+                    reason = self._step(slot, job, job.grammar)
+                    if job.probe_first is not None:
+                        probing.append(slot)  # its step ends after the scratch decodes below
+                    elif reason:
+                        self._deliver(slot, job, reason)
+                for slot in probing:  # after every row of this round was read: scratch decodes reuse the logits
+                    job = slot.job
+                    reason = self._commit(slot, job, self._probe_choice(slot, job), job.grammar)
+                    if reason:
+                        self._deliver(slot, job, reason)
+
+    def _deliver(self, slot: _Slot, job: _Job, reason: str) -> None:
+        gen = self._finish(slot, job, reason)
+        job.request.events.put(("done", job.index, gen))
+
+    def _drop(self, slot: _Slot) -> None:
+        """Free the slot of a cancelled job; its KV cache keeps only the prompt chunks (reusable)."""
+        job, slot.job = slot.job, None
+        job.request.cancel()
+        keep = max((b for b in (0, *job.boundaries) if b <= min(len(slot.cached), len(job.prompt))), default=0)
+        if keep < len(slot.cached):
+            self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, keep, -1)
+            del slot.cached[keep:]
+        slot.prompt_len = min(slot.prompt_len, keep)
 
     def forced_logits(self, user_prompt: str | list[int], continuation: Sequence[int]) -> np.ndarray:
         """Logits predicting each token of `continuation` after `user_prompt`, fed one token per decode call.
@@ -451,7 +634,7 @@ class Engine:
                 rows.append(self._logits(job))
                 for token in list(continuation)[:-1]:
                     job.pending = [token]
-                    self._decode([(slot, job.pending[:1])])
+                    self._decode([(slot, job.pending[:1])], pad=True)  # the served step shape
                     rows.append(self._logits(job))
             finally:
                 self._reset_slots()
@@ -467,39 +650,6 @@ class Engine:
             slot.job, slot.prompt_len = None, 0
             slot.cached.clear()
             self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, 0, -1)
-
-    def _run(self, prompts, budget, grammar, on_done, head) -> list[Generation]:
-        """Continuous batching: free slots take the next prompt; each round runs one prompt chunk and
-        one step of every answering sequence (never both in one decode call: see PROMPT_CHUNK)."""
-        waiting = list(range(len(prompts)))[::-1]  # a stack: pop() takes the next prompt in order
-        results: list[Generation | None] = [None] * len(prompts)
-        while waiting or any(s.job for s in self._slots):
-            for slot in self._slots:
-                if slot.job is None and waiting:
-                    index = waiting.pop()
-                    self._assign(
-                        slot,
-                        _Job(index, prompts[index], budget, time.perf_counter(), _boundaries(prompts[index], head)),
-                    )
-            answering = [s for s in self._slots if s.job and s.job.generated]
-            prefilling = [s for s in self._slots if s.job and not s.job.generated]
-            rounds = [[(s, s.job.pending[:1]) for s in answering]] if answering else []
-            if prefilling:
-                job, cached = prefilling[0].job, len(prefilling[0].cached)
-                end = next(b for b in job.boundaries if b > cached)
-                rounds.append([(prefilling[0], job.pending[: end - cached])])
-            for parts in rounds:
-                self._decode(parts)
-                for slot, _ in parts:
-                    job = slot.job
-                    if job.logits_row < 0:
-                        continue
-                    reason = self._step(slot, job, grammar)
-                    if reason:
-                        results[job.index] = gen = self._finish(slot, job, reason)
-                        if on_done:
-                            on_done(job.index, gen)
-        return [r for r in results if r is not None]
 
     def _assign(self, slot: _Slot, job: _Job) -> None:
         """Start `job` in `slot`, keeping the cached prompt chunks it shares with the slot's last prompt."""
@@ -517,14 +667,29 @@ class Engine:
         del slot.cached[keep:]
         slot.prompt_len = len(job.prompt)
         job.reused, job.pending = keep, job.prompt[keep:]
-        lc.llama_sampler_reset(slot.grammar)
+        if slot.grammar:
+            lc.llama_sampler_reset(slot.grammar)
         slot.job = job
 
-    def _decode(self, parts: list[tuple[_Slot, list[int]]]) -> None:
-        """One llama_decode over the given tokens of each slot; logits for the last token of a prompt or answer."""
+    def _decode(self, parts: list[tuple[_Slot, list[int]]], pad: bool = False) -> None:
+        """One llama_decode over the given tokens of each slot; logits for the last token of a prompt or answer.
+
+        `pad` (answering steps): one row per slot, in slot order, idle slots given a padding row on a
+        scratch position that is removed right after; so every answering step has the same shape and
+        every slot the same row, whatever else runs (see EngineConfig.pad_rows)."""
         batch, n = self._batch, 0
+        padded: list[tuple[_Slot, int]] = []
+        if pad and self.config.pad_rows and len(self._slots) > 1:
+            given = {slot.seq_id: tokens for slot, tokens in parts}
+            parts = [(slot, given.get(slot.seq_id)) for slot in self._slots]
         for slot, tokens in parts:
             job = slot.job
+            if tokens is None:  # an idle slot's padding row
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = self._pad_token, len(slot.cached), 1
+                batch.seq_id[n][0], batch.logits[n] = slot.seq_id, 0
+                padded.append((slot, len(slot.cached)))
+                n += 1
+                continue
             for token in tokens:
                 batch.token[n] = token
                 batch.pos[n] = len(slot.cached)
@@ -539,6 +704,8 @@ class Engine:
                 job.logits_row = n - 1
         batch.n_tokens = n
         status = self._llama_cpp.llama_decode(self._ctx, batch)
+        for slot, pos in padded:
+            self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, pos, -1)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
 
@@ -554,12 +721,27 @@ class Engine:
             started = time.perf_counter()
             closer = self._list_closer(slot.grammar, logits) if job.close_list else None
             job.close_list = False
-            if closer is not None:  # the list just repeated an item: end it (Constraint.repeats_itself)
+            forced = job.forced.pop(0) if job.forced else None
+            if forced is not None and self._allowed(slot.grammar, forced):
+                token = forced
+            elif closer is not None:  # the list just repeated an item: end it (Constraint.repeats_itself)
                 token = closer
             elif grammar == "fast":
                 token = self._grammar_choice(slot.grammar, logits, token, job)
             else:
                 token = self._all.best_allowed(slot.grammar, self._all_ids, logits)
+            job.grammar_seconds += time.perf_counter() - started
+            if self._probe and job.probe is None and self._probe_fires(job, token):
+                job.probe_first = _probabilities(logits, self._probe.first)
+                job.pending = [token]  # the greedy choice, kept in case the probe chooses none
+                return None
+        return self._commit(slot, job, token, grammar)
+
+    def _commit(self, slot: _Slot, job: _Job, token: int, grammar: str) -> str | None:
+        """Write the chosen token: advance the grammar, extend the answer, check the stop rules."""
+        lc = self._llama_cpp
+        if grammar != "none":
+            started = time.perf_counter()
             lc.llama_sampler_accept(slot.grammar, token)
             job.grammar_seconds += time.perf_counter() - started
         if lc.llama_vocab_is_eog(self._vocab, token):
@@ -577,6 +759,52 @@ class Engine:
             return "length"
         job.pending = [token]
         return None
+
+    def _allowed(self, grammar: Any, token: int) -> bool:
+        ids = np.array([token], dtype=np.int32)
+        return self._one.best_allowed(grammar, ids, np.zeros(1, dtype=np.float32)) is not None
+
+    def _probe_fires(self, job: _Job, token: int) -> bool:
+        return token in self._probe.first and bool(self._probe.spec.after.search(_text(job.text)))
+
+    def _probe_choice(self, slot: _Slot, job: _Job) -> int:
+        """Finish the probe of `job`: exact P(choice) (scratch decodes for two-token choices), the
+        choice written (its first token returned, the rest forced next), the distribution kept."""
+        table, first = self._probe, job.probe_first
+        greedy = job.pending[0]
+        job.probe_first = None
+        probabilities: dict[str, float] = {}
+        for head, choices in table.tree.items():
+            p_head = first.get(head, 0.0)
+            rest = {tokens[1]: name for name, tokens in choices.items() if len(tokens) == 2}
+            second = self._scratch_probabilities(slot, head, list(rest)) if rest and p_head > 0 else {}
+            for t, name in rest.items():
+                probabilities[name] = p_head * second.get(t, 0.0)
+            for name, tokens in choices.items():
+                if len(tokens) == 1:
+                    probabilities[name] = p_head * (1.0 - sum(second.values()))
+        total = sum(probabilities.values()) or 1.0
+        job.probe = {name: probabilities.get(name, 0.0) / total for name in table.spec.choices}
+        if table.spec.choose is None:
+            return greedy
+        tokens = table.tokens[table.spec.choose(dict(job.probe))]
+        if not self._allowed(slot.grammar, tokens[0]):
+            return greedy  # the grammar has the last word (cannot happen for digits at a score)
+        job.forced = list(tokens[1:])
+        return tokens[0]
+
+    def _scratch_probabilities(self, slot: _Slot, token: int, targets: list[int]) -> dict[int, float]:
+        """P(target | answer so far + token), decoding `token` on a scratch position removed afterwards."""
+        lc, batch, pos = self._llama_cpp, self._batch, len(slot.cached)
+        batch.token[0], batch.pos[0], batch.n_seq_id[0] = token, pos, 1
+        batch.seq_id[0][0], batch.logits[0], batch.n_tokens = slot.seq_id, 1, 1
+        status = lc.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, 0), shape=(self.n_vocab,))
+        probabilities = _probabilities(logits, set(targets))
+        lc.llama_memory_seq_rm(self._memory, slot.seq_id, pos, -1)
+        return probabilities
 
     def _list_closer(self, grammar: Any, logits: np.ndarray) -> int | None:
         """The best single token that ends the open list (e.g. "]" or "\\n  ]"), if the grammar allows one."""
@@ -612,6 +840,7 @@ class Engine:
             grammar_seconds=job.grammar_seconds,
             tokens=list(job.generated),
             stop_token=job.stop_token,
+            probe=job.probe,
         )
 
 
@@ -623,6 +852,35 @@ def _boundaries(prompt: list[int], head: list[int]) -> list[int]:
         shared += 1
     ends = {shared, *range(PROMPT_CHUNK, len(prompt), PROMPT_CHUNK), len(prompt)}
     return sorted(e for e in ends if e > 0)
+
+
+@dataclass(frozen=True)
+class _ProbeTable:
+    spec: Probe
+    tokens: dict[str, list[int]]
+    """choice -> its tokens (one or two)."""
+    tree: dict[int, dict[str, list[int]]]
+    """first token -> the choices that start with it."""
+    first: set[int]
+
+
+def _probe_table(spec: Probe | None, tokenize: Callable[[str, bool, bool], list[int]]) -> _ProbeTable | None:
+    if spec is None:
+        return None
+    tokens = {choice: tokenize(choice, False, False) for choice in spec.choices}
+    if any(not 1 <= len(t) <= 2 for t in tokens.values()):
+        raise EngineError(f"probe choices must be one or two tokens each: {tokens}")
+    tree: dict[int, dict[str, list[int]]] = {}
+    for choice, ids in tokens.items():
+        tree.setdefault(ids[0], {})[choice] = ids
+    return _ProbeTable(spec, tokens, tree, set(tree))
+
+
+def _probabilities(logits: np.ndarray, ids: set[int]) -> dict[int, float]:
+    """Softmax probabilities of `ids` over the whole vocabulary."""
+    top = float(np.max(logits))
+    norm = float(np.sum(np.exp(logits - top, dtype=np.float64)))
+    return {t: float(np.exp(float(logits[t]) - top) / norm) for t in ids}
 
 
 def _text(data: bytearray) -> str:

@@ -187,6 +187,22 @@ def open_list_items(prefix: str) -> list[str] | None:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """Read the model's probabilities over a few answers at one position, and optionally choose one.
+
+    Where the answer so far matches `after` and the next token starts one of `choices` (e.g. the
+    scores "1".."10"), the engine computes P(choice) for every choice from the logits, exactly:
+    a choice of two tokens ("10" = "1","0") costs one extra decode step on a scratch position, and
+    P("1") is what is left of the "1" branch. `choose(probabilities) -> choice` (None: keep the
+    greedy answer) picks what is written; its tokens are then forced, under the grammar.
+    """
+
+    after: re.Pattern[str]
+    choices: tuple[str, ...]
+    choose: Callable[[dict[str, float]], str] | None = None
+
+
+@dataclass(frozen=True)
 class Constraint:
     """What an answer must look like, handed to the engine (which knows nothing about news or JSON).
 
@@ -202,6 +218,7 @@ class Constraint:
     list_chars: bytes = b'"'
     list_closers: tuple[str, ...] = ("]", " ]", "\n]", "\n  ]", "\n    ]")
     """Texts that end a list; those that are single tokens are offered when a list repeats itself."""
+    probe: Probe | None = None
 
 
 def is_complete_json(text: str) -> bool:
@@ -219,6 +236,6 @@ def repeats_itself(text: str) -> bool:
     return bool(items) and items[-1] in items[:-1]
 
 
-def json_constraint(schema: dict[str, Any]) -> Constraint:
+def json_constraint(schema: dict[str, Any], probe: Probe | None = None) -> Constraint:
     """The constraint for answers that are JSON objects following `schema`."""
-    return Constraint(json_schema_to_gbnf(schema), is_complete_json, repeats_itself)
+    return Constraint(json_schema_to_gbnf(schema), is_complete_json, repeats_itself, probe=probe)

@@ -52,6 +52,13 @@ MODEL_OPTIONS: tuple[Option, ...] = (
         field="chat_format",
     ),
     Option("--max-tokens", int, "answer token budget per item", 320, field="max_tokens"),
+    Option(
+        "--relevance-rule",
+        str,
+        "how the score is read from the model's score distribution: median, mean, greedy",
+        "median",
+        field="relevance_rule",
+    ),
     Option("--parallel", int, "items decoded together", 3, field="n_parallel"),
     Option("--max-items", int, "items analyzed per newsletter", 40),
     Option(
@@ -60,6 +67,30 @@ MODEL_OPTIONS: tuple[Option, ...] = (
         "MODULE:CALLABLE making the engine from the EngineConfig (default: the llama.cpp engine; "
         "tests use tests.fakes:FakeEngine)",
     ),
+    Option(
+        "--backend",
+        str,
+        "where the model runs: local (llama.cpp in this process) or openai (an OpenAI-compatible server: "
+        "llama-server, vLLM, llama_cpp.server; see --server-url)",
+        "local",
+    ),
+    Option(
+        "--server-url",
+        str,
+        "the server's OpenAI base URL, e.g. http://host:8080/v1 (--backend openai; its API key is read from "
+        "the environment variable NEWS_ENHANCER_API_KEY only)",
+    ),
+    Option("--server-model", str, "model name sent to the server (default: the first model it lists)"),
+    Option(
+        "--server-structured",
+        str,
+        "how the article schema is sent: grammar (llama-server, llama_cpp.server), json_schema (llama-server), "
+        "response_format, structured_outputs (vLLM), guided_json (vLLM < 0.12)",
+        "grammar",
+    ),
+    Option("--server-timeout", float, "seconds to wait for one answer from the server", 120.0),
+    Option("--server-retries", int, "retries after a transient server failure (connection, timeout, 429, 5xx)", 3),
+    Option("--server-logprobs", int, "top log-probabilities asked per answer token (0: none)", 0),
 )
 """flag (and environment variable NEWS_ENHANCER_<FLAG>), type, help, default, EngineConfig field."""
 
@@ -117,7 +148,9 @@ def engine_config(args: argparse.Namespace):
     model, lora = resolve_model_files(
         values.pop("model_path", None), values.pop("lora_path", None), not args.no_default_lora
     )
-    values["chat_format"] = resolve_chat_format(values.get("chat_format"), model, lora).name
+    if not (getattr(args, "backend", None) == "openai" and values.get("chat_format")):
+        # (a format named for a served model is taken as given: that model is not in the local files)
+        values["chat_format"] = resolve_chat_format(values.get("chat_format"), model, lora).name
     return EngineConfig(model_path=model, lora_path=lora, **values)
 
 
@@ -139,8 +172,19 @@ def setup_logging(level: str) -> None:
 
 
 def engine_factory(args: argparse.Namespace):
-    """The callable `--engine MODULE:CALLABLE` names (it gets the EngineConfig), or None for the default."""
+    """The callable making the engine from the EngineConfig, or None for the default (local llama.cpp):
+    `inference.remote.RemoteEngine` for `--backend openai`, else what `--engine MODULE:CALLABLE` names.
+
+    Raises ValueError for a bad --engine, --backend or --server-* option (before any model or server is used).
+    """
     spec = getattr(args, "engine", None)
+    backend = getattr(args, "backend", None) or "local"
+    if backend not in ("local", "openai"):
+        raise ValueError(f"--backend must be local or openai, not {backend!r}")
+    if backend == "openai":
+        if spec:
+            raise ValueError("--engine and --backend openai both name the engine: give one")
+        return remote_factory(args)
     if not spec:
         return None
     import importlib
@@ -152,3 +196,15 @@ def engine_factory(args: argparse.Namespace):
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"--engine {spec}: {exc}") from exc
+
+
+def remote_factory(args: argparse.Namespace):
+    """`RemoteEngine(config)` with the --server-* options (the API key from the environment)."""
+    import functools
+
+    from inference.remote import RemoteEngine, ServerSettings
+
+    given = {name: getattr(args, f"server_{name}", None) for name in ("url", "model", "structured", "timeout")}
+    given.update(retries=getattr(args, "server_retries", None), logprobs=getattr(args, "server_logprobs", None))
+    settings = ServerSettings.from_env(**{k: v for k, v in given.items() if v is not None})
+    return functools.partial(RemoteEngine, settings=settings)

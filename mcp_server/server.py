@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resources import TextResource
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from schemas import SCHEMA_FILES, load_schema
@@ -129,8 +129,18 @@ def build_server(service: AnalyzerService, warm_up: bool = True) -> MCPServer:
         return CallToolResult(content=[TextContent(type="text", text=report["markdown"])], structured_content=report)
 
     tools = []
-    for fn, schema in ((analyze_article, "article_result"), (analyze_newsletter, "newsletter_report")):
-        tool = Tool.from_function(fn, description=inspect.cleandoc(fn.__doc__ or ""), structured_output=True)
+    for fn, schema, title in (
+        (analyze_article, "article_result", "Analyze an article"),
+        (analyze_newsletter, "newsletter_report", "Analyze a newsletter"),
+    ):
+        # Both tools only read their arguments and run the local model: no side effects, the same
+        # answer for the same input (greedy decoding), nothing fetched (a url is returned as given).
+        hints = ToolAnnotations(
+            title=title, read_only_hint=True, idempotent_hint=True, open_world_hint=False, destructive_hint=False
+        )
+        tool = Tool.from_function(
+            fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=hints, structured_output=True
+        )
         # Publish our JSON Schema file (the contract), not pydantic's rendering of its mirror model;
         # results are still validated against the pydantic mirror (a test proves the two agree).
         tool.fn_metadata.output_schema = load_schema(schema)

@@ -36,6 +36,7 @@ class ArticleResult(ArticleAnalysis):
 
     title: str
     url: str | None
+    content: str = Field(max_length=2000)
     is_sponsored: bool
     truncated: bool
     complete: bool = Field(strict=True)

@@ -2,11 +2,12 @@
 
 Predictions are written from the fixture's own answers: "good" repeats them, "worse" drops tags and shifts
 relevance (all still valid JSON), "one_invalid" breaks a single answer. The gate must refuse the worse and
-the invalid candidate and pass an equal one.
+the invalid candidate and pass an equal one. These directories come from `eval score` (no exported GGUF
+behind them), so the gate runs here with --allow-unverified; what it does without it, and how it
+re-scores the directories, is tests/evaluation/test_gate_honesty.py.
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -202,10 +203,10 @@ def test_compare_writes_statistics_plots_and_reports(dirs):
 
 
 def test_gate_refuses_a_worse_model(dirs, capsys):
-    code = main(["gate", "--candidate", str(dirs["worse"]), "--current", str(dirs["good"])])
+    code = main(["gate", "--candidate", str(dirs["worse"]), "--current", str(dirs["good"]), "--allow-unverified"])
     assert code == 1
     verdict = json.loads((dirs["worse"] / "verdict.json").read_text())
-    assert verdict["passed"] is False
+    assert verdict["passed"] is False and verdict["allow_unverified"] is True
     failed = {c["name"] for c in verdict["checks"] if not c["passed"]}
     assert failed == {"not_worse_f1_overall", "not_worse_abs_relevance_error"}
     assert "FAIL" in capsys.readouterr().out
@@ -222,6 +223,7 @@ def test_gate_refuses_an_invalid_answer_even_if_not_significantly_worse(dirs):
             str(dirs["good"]),
             "--verdict",
             str(verdict_path),
+            "--allow-unverified",
         ]
     )
     assert code == 1
@@ -232,12 +234,13 @@ def test_gate_refuses_an_invalid_answer_even_if_not_significantly_worse(dirs):
 
 def test_gate_passes_an_equal_model(dirs):
     verdict_path = dirs["tmp"] / "v_equal.json"
-    assert (
-        main(["gate", "--candidate", str(dirs["good"]), "--current", str(dirs["good"]), "--verdict", str(verdict_path)])
-        == 0
-    )
+    args = ["gate", "--candidate", str(dirs["good"]), "--current", str(dirs["good"]), "--verdict", str(verdict_path)]
+    assert main([*args, "--allow-unverified"]) == 0
     verdict = json.loads(verdict_path.read_text())
     assert verdict["passed"] is True and verdict["reasons"] == []
+    assert verdict["allow_unverified"] is True and verdict["parity"]["verified"] is False
+    parity = next(c for c in verdict["checks"] if c["name"] == "parity_verified")
+    assert parity["passed"] and "accepted with --allow-unverified" in parity["detail"]
 
 
 def test_gate_records_the_evaluation_in_the_candidates_gguf_manifest(dirs):
@@ -246,12 +249,13 @@ def test_gate_records_the_evaluation_in_the_candidates_gguf_manifest(dirs):
     manifest = dirs["tmp"] / "candidate.manifest.json"
     Manifest(kind="gguf", metrics={"size_bytes": 7}).write(dirs["tmp"], manifest.name)
     args = ["gate", "--candidate", str(dirs["worse"]), "--current", str(dirs["good"]), "--manifest", str(manifest)]
-    args += ["--verdict", str(dirs["tmp"] / "v_recorded.json")]
+    args += ["--verdict", str(dirs["tmp"] / "v_recorded.json"), "--allow-unverified"]
     assert main(args) == 1
     recorded = json.loads(manifest.read_text())["metrics"]
     assert recorded["size_bytes"] == 7  # the export's figures stay
     evaluation = recorded["evaluation"]
     assert evaluation["gate"]["passed"] is False and len(evaluation["gate"]["reasons"]) == 2
+    assert evaluation["gate"]["allow_unverified"] is True and evaluation["gate"]["parity_verified"] is False
     scored = json.loads((dirs["worse"] / "metrics.json").read_text())
     assert evaluation["study"]["f1_overall"] == scored["study"]["f1_overall"]
     assert evaluation["references"]["n"] == 16
@@ -268,6 +272,7 @@ def test_gate_passes_a_better_model(dirs):
                 str(dirs["worse"]),
                 "--verdict",
                 str(dirs["tmp"] / "v_better.json"),
+                "--allow-unverified",
             ]
         )
         == 0
@@ -275,14 +280,22 @@ def test_gate_passes_a_better_model(dirs):
 
 
 def test_gate_will_not_compare_different_references(dirs):
+    # The same items, one reference answer changed: scored honestly, but on other references.
+    lines = REFERENCES.read_text(encoding="utf-8").splitlines()
+    last = json.loads(lines[-1])
+    answer = json.loads(last["messages"][1]["content"])
+    answer["relevance_score"] = 1 if answer["relevance_score"] != 1 else 2
+    last["messages"][1]["content"] = json.dumps(answer)
+    refs = dirs["tmp"] / "other_refs.jsonl"
+    refs.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n", encoding="utf-8")
+    preds = write_predictions(dirs["tmp"] / "other.jsonl", [json.dumps(a) for a in answers()])
     other = dirs["tmp"] / "other_refs"
-    shutil.copytree(dirs["good"], other)
-    summary = json.loads((other / "metrics.json").read_text())
-    summary["references"]["sha256"] = "0" * 64
-    (other / "metrics.json").write_text(json.dumps(summary))
-    assert main(["gate", "--candidate", str(other), "--current", str(dirs["good"])]) == 2
+    argv = ["score", "--predictions", str(preds), "--references", str(refs), "--out", str(other), "--no-bertscore"]
+    assert main(argv) == 0
+    assert main(["gate", "--candidate", str(other), "--current", str(dirs["good"]), "--allow-unverified"]) == 2
     verdict = json.loads((other / "verdict.json").read_text())
-    assert verdict["passed"] is False and "different references" in verdict["reasons"][0]
+    assert verdict["passed"] is False and verdict["reasons"] == [verdict["reasons"][0]]
+    assert "different references" in verdict["reasons"][0] and "16 vs 16 items" in verdict["reasons"][0]
 
 
 def test_gate_on_a_missing_directory_fails_cleanly(dirs):

@@ -6,7 +6,7 @@ import json
 
 from data.dataset import file_sha256
 from export import cli, lora_gguf
-from export.manifest import manifest_path_for
+from export.manifest import manifest_path_for, parity_status
 from news_enhancer.cli import main as news_enhancer
 from tests.export.conftest import TRAIN_SAMPLE
 
@@ -41,6 +41,7 @@ def test_lora_export_writes_gguf_and_manifest_with_parity(gemma_setup, tmp_path,
     parity = manifest["metrics"]["parity"]
     assert parity["passed"] is True and parity["prompts"] == 2
     assert parity["variants"][0]["name"] == "lora"
+    assert parity_status(manifest).verified  # what `eval gate` asks before publishing
     err = capsys.readouterr().err
     assert "export: LoRA GGUF" in err and "parity: prompt 2/2" in err and "PASS" in err
 
@@ -68,18 +69,44 @@ def test_broken_export_fails_loudly_and_is_set_aside(gemma_setup, tmp_path, monk
     assert (tmp_path / ("broken.gguf" + cli.FAILED_SUFFIX)).is_file()
     manifest = json.loads(manifest_path_for(out).read_text())
     assert manifest["metrics"]["parity"]["passed"] is False
+    assert parity_status(manifest).state == "failed"
     err = capsys.readouterr().err
     assert "parity check FAILED" in err and "do not serve it" in err
 
 
 def test_bad_input_is_a_clear_error(gemma_setup, tmp_path, capsys):
     assert news_enhancer(["export", "--adapter", str(tmp_path), "--out", str(tmp_path / "x.gguf"),
-                          "--base", str(gemma_setup.base_gguf)]) == 2  # fmt: skip
+                          "--base", str(gemma_setup.base_gguf), "--no-parity"]) == 2  # fmt: skip
     assert "not a PEFT adapter directory" in capsys.readouterr().err
     assert news_enhancer(_args(gemma_setup, tmp_path / "x.gguf", "--quant", "q8_0")) == 2
     assert "--quant applies to merged models" in capsys.readouterr().err
     assert news_enhancer(_args(gemma_setup, tmp_path / "x.bin")) == 2
     assert "must end in .gguf" in capsys.readouterr().err
+
+
+def test_an_export_without_parity_data_is_refused_not_left_unchecked(gemma_setup, tmp_path, capsys):
+    # The tiny adapter has no training manifest, so no dev data to fall back on.
+    out = tmp_path / "unchecked.gguf"
+    argv = ["export", "--adapter", str(gemma_setup.adapter_dir), "--base", str(gemma_setup.base_gguf),
+            "--hf-base", str(gemma_setup.hf_dir), "--out", str(out)]  # fmt: skip
+    assert news_enhancer(argv) == 2
+    assert "no parity data" in capsys.readouterr().err
+    assert not out.exists() and not manifest_path_for(out).exists()
+    assert news_enhancer([*argv, "--parity-data", str(tmp_path / "missing.jsonl")]) == 2
+    assert "missing.jsonl not found" in capsys.readouterr().err and not out.exists()
+
+
+def test_no_parity_is_recorded_as_unverified(gemma_setup, tmp_path, capsys):
+    out = tmp_path / "unverified.gguf"
+    argv = ["export", "--adapter", str(gemma_setup.adapter_dir), "--base", str(gemma_setup.base_gguf),
+            "--hf-base", str(gemma_setup.hf_dir), "--out", str(out), "--no-parity"]  # fmt: skip
+    assert news_enhancer(argv) == 0 and out.is_file()
+    manifest = json.loads(manifest_path_for(out).read_text())
+    assert manifest["metrics"]["parity"] == {"checked": False, "reason": "--no-parity"}
+    assert manifest["config"]["parity_k"] is None and manifest["dataset"] == {}
+    status = parity_status(manifest)
+    assert status.state == "unverified" and "not checked (--no-parity)" in status.detail
+    assert "`eval gate` refuses this file unless --allow-unverified" in capsys.readouterr().err
 
 
 def test_tinker_archive_is_converted_and_exported(gemma_setup, tmp_path):

@@ -54,8 +54,7 @@ def test_sponsored_content_too_long_for_the_context_is_cut_to_fit():
     content = "Try VectorForge today, the managed vector database for teams of every size. " * 800
     try:
         result = small.analyze_item("Stop babysitting your vector database (Sponsor)", content, is_sponsored=True)
-        prompt = small._prepare(Item("Stop babysitting your vector database (Sponsor)", content, None, True)).prompt
-        used = len(small.engine.prompt_tokens(prompt))
+        used = len(small._prepare(Item("Stop babysitting your vector database (Sponsor)", content, None, True)).prompt)
     finally:
         small.engine.close()
     schemas.validate("article_result", result)

@@ -125,12 +125,15 @@ def test_answers_are_schema_valid_json_by_construction(analyzer):
 
 
 @pytest.mark.slow
-def test_a_cut_off_answer_is_closed_into_a_valid_one():
+def test_a_cut_off_answer_is_closed_into_a_valid_one_and_flagged():
     tiny = Analyzer(EngineConfig(n_threads=1, n_parallel=1, max_tokens=12))
     try:
         completion = tiny.complete(PROMPTS[0])
+        result = tiny.analyze_item("Nvidia and Foxconn build a robotics hub", "The two firms will spend $1.2B on it.")
     finally:
         tiny.engine.close()
+    schemas.validate("article_result", result)
+    assert result["complete"] is False and result["incomplete_reason"] == "max_tokens"
     assert completion.finish_reason == "length"
     assert completion.completion_tokens == 12
     with pytest.raises(json.JSONDecodeError):
@@ -148,7 +151,8 @@ def test_answers_do_not_depend_on_what_ran_before(analyzer):
 
 
 @pytest.mark.slow
-def test_concurrent_callers_are_serialized_by_the_lock(analyzer):
+def test_concurrent_callers_share_the_batch_and_get_their_own_answers(analyzer):
+    """Calls from several threads join one decode loop; each still gets exactly its answer alone."""
     expected = [analyzer.complete(p).analysis for p in PROMPTS]
     results: dict[int, dict] = {}
     errors: list[BaseException] = []
@@ -184,3 +188,40 @@ def test_a_failing_callback_leaves_the_engine_usable(analyzer):
     with pytest.raises(RuntimeError, match="client went away"):
         analyzer.complete_many(PROMPTS, on_done=client_went_away)
     assert analyzer.complete(PROMPTS[0]).raw == expected
+
+
+@pytest.mark.slow
+def test_a_cancelled_call_frees_its_slots_and_others_finish(analyzer):
+    import time
+
+    expected = analyzer.complete(PROMPTS[1]).raw
+    cancel = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def long_call() -> None:
+        try:
+            analyzer.engine.generate(PROMPTS * 4, cancelled=cancel.is_set, on_done=lambda i, g: cancel.set())
+        except EngineError as exc:
+            outcome["error"] = exc
+        outcome["seconds"] = time.perf_counter()
+
+    thread = threading.Thread(target=long_call)
+    thread.start()
+    assert analyzer.complete(PROMPTS[1]).raw == expected  # served beside the cancelled call
+    thread.join(timeout=600)
+    assert not thread.is_alive()
+    assert "cancelled" in str(outcome["error"])  # it stopped after its first answer, not after all 12
+    assert analyzer.complete(PROMPTS[2]).raw  # and the engine serves on
+
+
+@pytest.mark.slow
+def test_answers_are_the_same_alone_and_in_a_full_padded_batch():
+    """16 sequences per step (padded to 16 rows always): every answer equals the one computed alone."""
+    wide = Analyzer(EngineConfig(**{**TEST_CONFIG, "n_parallel": 16}))
+    try:
+        prompts = (PROMPTS * 6)[:16]
+        together = [c.raw for c in wide.complete_many(prompts)]
+        alone = [wide.complete(p).raw for p in PROMPTS]
+    finally:
+        wide.engine.close()
+    assert together == [alone[i % len(PROMPTS)] for i in range(16)]

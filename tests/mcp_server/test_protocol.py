@@ -131,9 +131,22 @@ def test_bad_article_arguments_are_tool_errors(server, arguments, message):
 
 
 def test_bad_newsletter_arguments_are_tool_errors(server):
-    for arguments, message in (({"text": " \n "}, "newsletter text is empty"), ({"text": "x", "format": "pdf"}, "")):
+    for arguments, message in (
+        ({"text": " \n "}, "newsletter text is empty"),
+        ({"text": "x", "format": "pdf"}, "format\n  Input should be 'auto', 'tldr', 'html', 'markdown' or 'text'"),
+    ):
         result = server.call_tool("analyze_newsletter", arguments)
         assert result.is_error and message in result.content[0].text
+
+
+def test_an_answer_cut_at_the_token_budget_says_so(server):
+    cut = structured(
+        server.call_tool("analyze_article", {"title": "FAKE_CUT", "content": "a long answer"}), "article_result"
+    )
+    assert cut["complete"] is False and cut["incomplete_reason"] == "max_tokens"
+    assert cut["summary"] == "" and cut["key_insights"] == []  # the filler the closed answer got
+    whole = structured(server.call_tool("analyze_article", {"title": "Whole", "content": "Short."}), "article_result")
+    assert whole["complete"] is True and whole["incomplete_reason"] is None
 
 
 def test_an_engine_failure_is_a_tool_error_and_the_server_keeps_serving(server):
@@ -159,6 +172,7 @@ def test_hostile_articles_are_cleaned_before_the_engine_sees_them(server, case):
     assert "<" not in article["title"] and "\x00" not in article["title"] and "\x1b" not in article["title"]
 
 
+@pytest.mark.timeout(300)
 def test_a_1mb_newsletter_is_capped_not_hung(server):
     one = (NEWSLETTERS / "tldr_ai.html").read_text(encoding="utf-8")
     text = one * (1_000_000 // len(one) + 1)

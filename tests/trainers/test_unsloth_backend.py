@@ -4,6 +4,7 @@ Unsloth itself is not installed here (it needs an NVIDIA GPU and pins trl<=1.15)
 untested until a GPU machine is available.
 """
 
+import copy
 import sys
 from pathlib import Path
 
@@ -56,22 +57,46 @@ def test_unsloth_trainer_arguments_follow_the_config_and_are_valid_for_trl(tmp_p
     assert Path(args.output_dir) == tmp_path / "run" / "checkpoints"
 
 
-def test_unsloth_rows_keep_loss_on_answer_tokens_only_after_padding():
-    records = load_dataset(FIXTURE)
+def _tokenizer(kind: str, records, request):
+    if kind.startswith("gemma"):  # the default model's real tokenizer: its own <pad>, <bos>, <end_of_turn>
+        tokenizer = copy.deepcopy(request.getfixturevalue("gemma_tokenizer"))  # the fixture is shared
+        assert tokenizer.pad_token == "<pad>" and tokenizer.pad_token_id != tokenizer.eos_token_id
+        if kind == "gemma-right":
+            tokenizer.padding_side = "right"
+        return tokenizer
     texts = [t for r in records for t in to_prompt_completion(r, "llama3").values()]
     tokenizer = llama3_style_tokenizer(texts)
     tokenizer.pad_token = tokenizer.eos_token
-    examples = tokenize_records(tokenizer, records, "llama3")
+    return tokenizer
+
+
+@pytest.mark.parametrize("kind", ["gemma", "gemma-right", "llama3"])
+def test_unsloth_rows_keep_loss_on_answer_tokens_only_after_padding(kind, request):
+    """Gemma's tokenizer loads with padding_side "left" (the collator then pads before the prompt);
+    Unsloth may set "right". Either way the loss must fall on the answer tokens and nowhere else."""
+    chat_format = kind.split("-")[0]
+    records = load_dataset(FIXTURE)
+    tokenizer = _tokenizer(kind, records, request)
+    examples = tokenize_records(tokenizer, records, chat_format)
     collator = DataCollatorForSeq2Seq(tokenizer=tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     batch = collator(unsloth_backend.rows(examples))
 
     width = max(len(e.input_ids) for e in examples)
     assert batch["input_ids"].shape == batch["labels"].shape == (len(examples), width)
+    assert len({len(e.input_ids) for e in examples}) > 1  # some rows really are padded
     for row, example in enumerate(examples):
         n, prompt = len(example.input_ids), example.prompt_tokens
-        labels, ids = batch["labels"][row], batch["input_ids"][row]
-        assert (labels[:prompt] == IGNORE_INDEX).all()
-        assert torch.equal(labels[prompt:n], ids[prompt:n])
-        assert (labels[n:] == IGNORE_INDEX).all() and (batch["attention_mask"][row, n:] == 0).all()
-        answer = tokenizer.decode(ids[prompt:n].tolist())
-        assert answer == to_prompt_completion(records[row], "llama3")["completion"]
+        pad = width - n if tokenizer.padding_side == "left" else 0  # where the row's own tokens start
+        labels, ids, mask = batch["labels"][row], batch["input_ids"][row], batch["attention_mask"][row]
+        assert ids[pad : pad + n].tolist() == example.input_ids
+        assert (mask[pad : pad + n] == 1).all() and int(mask.sum()) == n
+        assert (ids[mask == 0] == tokenizer.pad_token_id).all()
+        assert (labels[mask == 0] == IGNORE_INDEX).all()
+        assert (labels[pad : pad + prompt] == IGNORE_INDEX).all()
+        answer_ids = ids[pad + prompt : pad + n]
+        assert torch.equal(labels[pad + prompt : pad + n], answer_ids)
+        assert int((labels != IGNORE_INDEX).sum()) == n - prompt
+        answer = tokenizer.decode(answer_ids.tolist())
+        assert answer == to_prompt_completion(records[row], chat_format)["completion"]
+        if chat_format == "gemma":  # the turn's end is trained on, the prompt's <bos> is not
+            assert answer.endswith("<end_of_turn>") and ids[pad].item() == tokenizer.bos_token_id

@@ -9,11 +9,15 @@ from typing import Any
 import pytest
 from googleapiclient.discovery import build
 
+import schemas
 from inference.analyzer import Analyzer
 from inference.engine import EngineConfig
 from tests.workflows.fake_google import FakeGoogle
 
 EMAILS = Path(__file__).parents[1] / "fixtures" / "emails"
+CARRIES_CONTENT = "content" in schemas.load_schema("article_result")["properties"]
+"""ArticleResult carries the item's own text (`content`) once the analyzer adds it; the scripted results
+then carry it too, and the report tests check it."""
 MESSAGES = {
     # Gmail id: fixture (internalDate rises in this order, so this is also oldest-first order)
     "m1": "tldr-multipart-alternative.eml",
@@ -57,6 +61,7 @@ class ScriptedAnalyzer(Analyzer):
                 "key_insights": ["AI Model"],
                 "company_names": ["Acme"] if "Acme" in item.title else [],
             }
+            | ({"content": item.content} if CARRIES_CONTENT else {})
             for item in items
         ]
         for done, result in enumerate(results, 1):

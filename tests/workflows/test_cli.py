@@ -9,10 +9,12 @@ from __future__ import annotations
 import pytest
 
 from news_enhancer.cli import main as news_enhancer
-from tests.workflows.conftest import EMAILS, ScriptedAnalyzer, clients
+from tests.workflows.conftest import EMAILS, MESSAGES, ScriptedAnalyzer, clients
 from workflows import auth, cli
-from workflows.drive import KEY_PROPERTY
+from workflows.drive import GOOGLE_DOC_MIME, KEY_PROPERTY
 from workflows.state import StateStore
+
+EML_FILES = [str(EMAILS / name) for name in MESSAGES.values()]  # the fake account's three messages
 
 
 @pytest.fixture
@@ -92,6 +94,17 @@ def test_upload_with_labels_asks_for_modify_and_a_rerun_skips(tmp_path, fake_goo
     assert "summary: 3 messages, 7 items, 0 uploaded, 3 skipped, 0 failed" in out
     assert "digest: https://drive.google.com/file/d/" in out
     assert len(fake_google.files("folder-1")) == 4
+
+
+def test_google_doc_flag_uploads_every_report_and_the_digest_as_google_docs(tmp_path, fake_google, scripted, capsys):
+    assert cli.main(args(tmp_path, "--eml", *EML_FILES, "--folder-id", "folder-1", "--google-doc")) == 0
+    assert "summary: 3 messages, 7 items, 3 uploaded, 0 skipped, 0 failed" in capsys.readouterr().out
+    docs = fake_google.files("folder-1")
+    assert len(docs) == 4
+    assert {f["mimeType"] for f in docs} == {GOOGLE_DOC_MIME}
+    assert {f["uploadedMimeType"] for f in docs} == {"text/markdown"}
+    assert not [f["name"] for f in docs if f["name"].endswith(".md")]
+    assert len(list((tmp_path / "out").glob("*.md"))) == 4  # the local copies stay Markdown files
 
 
 def test_folder_name_creates_the_apps_folder_once(tmp_path, fake_google, scripted, capsys):

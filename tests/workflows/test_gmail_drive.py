@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import schemas
-from tests.workflows.conftest import EMAILS, ScriptedAnalyzer, clients
+from ingest.report import excerpt
+from tests.workflows.conftest import CARRIES_CONTENT, EMAILS, ScriptedAnalyzer, clients
 from tests.workflows.fake_google import FakeGoogle
 from workflows import drive, gmail_drive
 from workflows.gmail_drive import GmailSource, WorkflowConfig, run
@@ -95,16 +96,28 @@ def test_dry_run_writes_reports_and_a_digest_and_uploads_nothing(tmp_path, googl
     assert "(`2025-02-04 The Weekly Model — issue 42 (m2).md`)" in digest  # dry run: local file names
 
 
-def test_reports_list_items_by_relevance(tmp_path, google):
+def test_reports_list_items_by_relevance_with_their_text_and_an_index(tmp_path, google):
     summary = run_once(tmp_path, google, dry_run=True)
     with StateStore(tmp_path / "state.db") as state:
         report = state.get("m1").report
     schemas.validate("newsletter_report", report)
     text = next(p for p in (tmp_path / "out").iterdir() if "(m1)" in p.name).read_text()
-    ranked = sorted(report["items"], key=lambda i: -i["relevance_score"])
+    editorial = [item for item in report["items"] if not item["is_sponsored"]]
+    ranked = sorted(editorial, key=lambda i: -i["relevance_score"])
     positions = [text.index(f"**{item['relevance_score']}/10**") for item in ranked]
     assert positions == sorted(positions)
+    assert text.index("## Items by relevance") < text.index("## Sponsored") < text.index("## Index")
+    assert "- **By relevance:** " in text and f"; {len(report['items']) - len(editorial)} sponsored" in text
+    index = text.split("## Index")[1]
+    acme = sum("Acme" in item["company_names"] for item in editorial)
+    assert acme == 1 and "- **Once each:** Acme #" in index
+    if CARRIES_CONTENT:  # the item's own text, once ArticleResult carries it
+        for item in report["items"]:
+            assert excerpt(item["content"]) in text.replace("\\", "")
     assert summary.failed == 0
+    digest = summary.digest_path.read_text()
+    trending = digest.split("## What is trending")[1]
+    assert "- **Acme** (" in trending and "- **AI Model** (" in trending
 
 
 def test_upload_run_uploads_each_report_once_and_a_rerun_uploads_nothing(tmp_path, google):
@@ -138,10 +151,22 @@ def test_dry_run_then_real_run_reuses_the_analysis(tmp_path, google):
 
 
 def test_google_doc_conversion(tmp_path, google):
-    run_once(tmp_path, google, as_google_doc=True)
+    summary = run_once(tmp_path, google, as_google_doc=True)
+    assert (summary.uploaded, summary.failed) == (3, 0)
     docs = google.files(FOLDER)
-    assert {f["mimeType"] for f in docs} == {drive.GOOGLE_DOC_MIME}
+    assert len(docs) == 4  # three reports and the digest
+    assert {f["mimeType"] for f in docs} == {drive.GOOGLE_DOC_MIME}  # Drive converts on upload
+    assert {f["uploadedMimeType"] for f in docs} == {"text/markdown"}  # from the Markdown report
     assert all(not f["name"].endswith(".md") for f in docs)
+    by_key = {f["appProperties"][drive.KEY_PROPERTY]: f for f in docs}
+    m1 = by_key["message:m1"]
+    assert m1["name"] == "2025-02-03 Acme’s Widget-7B 🚀, tiny reasoners (m1)"
+    assert "## Items by relevance" in m1["content"] and "## Index" in m1["content"]
+    digest = next(f for key, f in by_key.items() if key.startswith("digest:"))
+    assert f"(https://drive.google.com/file/d/{m1['id']}/view)" in digest["content"]  # links to the Doc
+    assert "## What is trending" in digest["content"]
+    rerun = run_once(tmp_path, google, as_google_doc=True)
+    assert (rerun.uploaded, rerun.skipped) == (0, 3) and len(google.files(FOLDER)) == 4
 
 
 class Crash(BaseException):
