@@ -2,8 +2,10 @@
 
 Runs the same commands as models/README.md: the temporal split, then `eval run` on the dev split with
 the default server model (embedded base + shipped adapter) and with the plain base, and prints the
-reproduced figures beside the committed ones (models/eval/). Asserts nothing; greedy decoding makes
-the figures repeat on the same llama.cpp build, and a different CPU build may move a few answers.
+reproduced figures beside the committed ones (models/eval/), made with the greedy score (the
+committed run predates the score distribution), plus the default median rule for comparison.
+Asserts nothing; greedy decoding makes the figures repeat on the same llama.cpp build, and a
+different CPU build may move a few answers.
 
     .venv/bin/python bench/quality.py PATH/TO/news_train.jsonl [--out runs/quality] [--skip-base]
 """
@@ -65,7 +67,12 @@ def main() -> int:
     if sha256(dev) != card["dev_sha256"]:
         print("warning: the dev split differs from the committed one; figures will not match", file=sys.stderr)
 
-    systems = {"shipped": []} if args.skip_base else {"shipped": [], "base": ["--no-default-lora"]}
+    # The committed figures were made with the greedy score (before the score distribution existed):
+    # they are reproduced with --relevance-rule greedy; "shipped-median" is today's default, beside them.
+    greedy = ["--relevance-rule", "greedy"]
+    systems = {"shipped": greedy, "shipped-median": ["--relevance-rule", "median"]}
+    if not args.skip_base:
+        systems["base"] = ["--no-default-lora", *greedy]
     for name, extra in systems.items():
         run("eval", "run", "--data", str(dev), "--out", str(args.out / name), "--n-threads", args.threads, *extra)
 

@@ -137,18 +137,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evaluation import runner
     from evaluation.artifacts import write_eval_dir
     from evaluation.scoring import load_references, score_outputs
-    from inference.options import engine_config
+    from inference.analyzer import Analyzer
+    from inference.options import engine_config, engine_factory
 
     refs = load_references(args.data, args.limit)
     try:
-        config = engine_config(args)
+        config, make_engine = engine_config(args), engine_factory(args)
     except ValueError as exc:
         print(f"news-enhancer eval run: {exc}", file=sys.stderr)
         return 2
     model, lora = config.model_path, config.lora_path
     out = Path(args.out)
     print(f"eval run: {len(refs)} references -> {out}", file=sys.stderr)
-    outputs, stats = runner.generate(refs, out, config, progress=args.progress)
+    analyzer = Analyzer(config, engine=make_engine(config)) if make_engine else None  # e.g. --backend openai
+    outputs, stats = runner.generate(refs, out, config, analyzer=analyzer, progress=args.progress)
     name = args.name or Path(lora or model or "embedded-gemma3-270m").stem
     baseline_relevance, baseline_source = _baseline(args)
     started = time.perf_counter()

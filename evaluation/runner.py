@@ -25,6 +25,9 @@ from evaluation.scoring import Reference
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
 
+IDENTITY_KEYS_EXTRA = ("engine",)
+"""Recorded when another engine than the local llama.cpp one made the answers (e.g. a remote server)."""
+
 IDENTITY_KEYS = (
     "model_path",
     "lora_path",
@@ -113,7 +116,8 @@ def _check_cache(rows: list[dict[str, Any]], refs: Sequence[Reference], out_dir:
     run_file = out_dir / RUN_FILE
     if rows and run_file.is_file():
         previous = json.loads(run_file.read_text(encoding="utf-8")).get("engine", {})
-        changed = [k for k in IDENTITY_KEYS if previous.get(k, LEGACY_IDENTITY.get(k)) != identity.get(k)]
+        keys = (*IDENTITY_KEYS, *IDENTITY_KEYS_EXTRA)
+        changed = [k for k in keys if previous.get(k, LEGACY_IDENTITY.get(k)) != identity.get(k)]
         if changed:
             raise RunnerError(
                 f"{out_dir} holds predictions from a different setup ({', '.join(changed)} differ); "
@@ -140,12 +144,15 @@ def generate(
     `config` is an `inference.engine.EngineConfig`; `analyzer` may be given instead (already loaded).
     """
     from inference.analyzer import Analyzer
-    from inference.engine import EngineConfig
+    from inference.engine import Engine, EngineConfig
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = config if config is not None else getattr(analyzer, "config", None) or EngineConfig()
     identity = engine_identity(config)
+    engine = getattr(analyzer, "engine", None)
+    if engine is not None and not isinstance(engine, Engine):  # e.g. a remote server: name what answered
+        identity["engine"] = f"{type(engine).__module__}.{type(engine).__name__} {getattr(engine, 'model_path', '')}"
     pred_path = out_dir / PREDICTIONS
     rows = read_predictions(pred_path)
     _check_cache(rows, refs, out_dir, identity)

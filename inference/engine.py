@@ -89,10 +89,18 @@ class EngineConfig:
     """Answer budget; an answer cut off by it is closed into a valid object (finish_reason "length")."""
     seed: int = 0
     """Unused by greedy decoding; kept so a sampling mode can be added without changing the API."""
+    jump_forward: bool = True
+    """Write the tokens the grammar forces (the answer's keys) without sampling steps, in one decode
+    call of their own (never inside the batched step, whose shape stays fixed)."""
     pad_rows: bool = True
-    """Decode every answering step with one row per sequence slot, idle ones padded, so an answer is
-    computed the same way whatever else is in the batch (llama.cpp's CPU kernels pick their path by
-    the row count). Costs little: padding rows skip the output head, which dominates a step."""
+    """With 4 or more slots, decode every answering step with one row per slot, idle slots padded, so
+    an answer is computed the same way whatever else is in the batch. Why: llama.cpp's CPU kernels
+    give a row slightly different numbers depending on how many rows share the decode call and where
+    the row sits (up to 3 rows compute alike), and a small model's greedy choice can flip on that.
+    Measured with 16 slots and the shipped adapter: unpadded, 0 of 6 items answered exactly as alone;
+    padded only to a multiple of 4 rows, 1 of 5; padded to all 16 rows in slot order, 6 of 6
+    (bit-identical, score distributions included). The cost: every step computes all rows (padding
+    rows skip the output head), so a lone item runs slower with many slots."""
     relevance_rule: str = "median"
     """How the analyzer's score probe writes the score (inference.relevance.RULES); the engine only runs it."""
     n_parallel: int = 3
@@ -138,6 +146,8 @@ class Generation:
     """The end-of-generation token that ended the answer (finish_reason "stop" without a grammar stop)."""
     probe: dict[str, float] | None = None
     """P(choice) for each of the constraint's probe choices, normalized (None: the probe never fired)."""
+    forced_tokens: int = 0
+    """Answer tokens the grammar forced, written without a sampling step (jump-forward)."""
 
 
 @dataclass
@@ -185,6 +195,7 @@ class _Job:
     probe_first: dict[int, float] | None = None
     """Probabilities of the probe's first tokens at the probe position, until the choice is made."""
     probe: dict[str, float] | None = None
+    forced_count: int = 0
     first_token: float | None = None
     logits_row: int = -1
 
@@ -321,6 +332,7 @@ class Engine:
                     raise EngineError("llama.cpp rejected the answer grammar")
         self._batch = lc.llama_batch_init(batch_size, 0, 1)
         self._pad_token = max(0, lc.llama_vocab_bos(self._vocab))
+        self._forced: dict[str, list[int]] = {}
         self._one = _Candidates(lc, 1)
         self._tiers = [_Candidates(lc, k) for k in FALLBACK_TIERS]
         self._all = _Candidates(lc, self.n_vocab)
@@ -570,15 +582,17 @@ class Engine:
                     if not self._requests:
                         return
                 continue
-            answering = [s for s in self._slots if s.job and s.job.generated]
+            answering = [s for s in self._slots if s.job and s.job.generated and len(s.job.pending) == 1]
+            jumping = [s for s in self._slots if s.job and s.job.generated and len(s.job.pending) > 1]
             prefilling = [s for s in self._slots if s.job and not s.job.generated]
             rounds = [[(s, s.job.pending[:1]) for s in answering]] if answering else []
+            rounds += [[(s, list(s.job.pending))] for s in jumping]  # forced tokens: a call of their own
             if prefilling:
                 job, cached = prefilling[0].job, len(prefilling[0].cached)
                 end = next(b for b in job.boundaries if b > cached)
                 rounds.append([(prefilling[0], job.pending[: end - cached])])
-            for parts in rounds:
-                self._decode(parts, pad=parts is rounds[0] and bool(answering))
+            for number, parts in enumerate(rounds):
+                self._decode(parts, pad=number == 0 and bool(answering))
                 probing = []
                 for slot, _ in parts:
                     job = slot.job
@@ -671,15 +685,15 @@ class Engine:
             lc.llama_sampler_reset(slot.grammar)
         slot.job = job
 
-    def _decode(self, parts: list[tuple[_Slot, list[int]]], pad: bool = False) -> None:
+    def _decode(self, parts: list[tuple[_Slot, list[int] | None]], pad: bool = False) -> None:
         """One llama_decode over the given tokens of each slot; logits for the last token of a prompt or answer.
 
-        `pad` (answering steps): one row per slot, in slot order, idle slots given a padding row on a
-        scratch position that is removed right after; so every answering step has the same shape and
-        every slot the same row, whatever else runs (see EngineConfig.pad_rows)."""
+        `pad` (answering steps): one row per slot, in slot order, every idle slot given a padding row
+        on a scratch position that is removed right after; so every answering step has the same shape
+        and every slot the same row, whatever else runs (see EngineConfig.pad_rows)."""
         batch, n = self._batch, 0
         padded: list[tuple[_Slot, int]] = []
-        if pad and self.config.pad_rows and len(self._slots) > 1:
+        if pad and self.config.pad_rows and len(self._slots) > 3:
             given = {slot.seq_id: tokens for slot, tokens in parts}
             parts = [(slot, given.get(slot.seq_id)) for slot in self._slots]
         for slot, tokens in parts:
@@ -758,6 +772,29 @@ class Engine:
         if len(job.generated) >= job.max_tokens:
             return "length"
         job.pending = [token]
+        if grammar != "none" and self.config.jump_forward and rules.forced and b'"' in piece:
+            return self._jump_forward(slot, job)
+        return None
+
+    def _jump_forward(self, slot: _Slot, job: _Job) -> str | None:
+        """Append the tokens the grammar forces now (each checked against it) to the pending token."""
+        literal = self.constraint.forced(_text(job.text))
+        if not literal:
+            return None
+        tokens = self._forced.get(literal)
+        if tokens is None:
+            tokens = self._forced[literal] = self._tokenize(literal, add_bos=False, special=False)
+        lc = self._llama_cpp
+        for token in tokens:
+            if not self._allowed(slot.grammar, token):
+                break  # the grammar disagrees with this tokenization: sample from here on
+            lc.llama_sampler_accept(slot.grammar, token)
+            job.generated.append(token)
+            job.text += self._piece(token)
+            job.pending.append(token)
+            job.forced_count += 1
+            if len(job.generated) >= job.max_tokens:
+                return "length"
         return None
 
     def _allowed(self, grammar: Any, token: int) -> bool:
@@ -841,6 +878,7 @@ class Engine:
             tokens=list(job.generated),
             stop_token=job.stop_token,
             probe=job.probe,
+            forced_tokens=job.forced_count,
         )
 
 

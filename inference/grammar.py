@@ -219,6 +219,9 @@ class Constraint:
     list_closers: tuple[str, ...] = ("]", " ]", "\n]", "\n  ]", "\n    ]")
     """Texts that end a list; those that are single tokens are offered when a list repeats itself."""
     probe: Probe | None = None
+    forced: Callable[[str], str | None] | None = None
+    """Text the grammar allows in one way only after the answer so far (e.g. the rest of a key):
+    the engine writes its tokens without a sampling step, in one decode call (jump-forward)."""
 
 
 def is_complete_json(text: str) -> bool:
@@ -236,6 +239,47 @@ def repeats_itself(text: str) -> bool:
     return bool(items) and items[-1] in items[:-1]
 
 
+def next_key_forcer(keys: tuple[str, ...]) -> Callable[[str], str | None]:
+    """Jump-forward for an object whose keys come in a fixed order (as the grammar writes them): once
+    the opening quote of a top-level key is written, the key's name and `":` are forced."""
+    literals = tuple(f'"{key}":' for key in keys)
+
+    def forced(text: str) -> str | None:
+        if not text.endswith('"') or _opens_top_level_key(text) is False:
+            return None
+        done = sum(literal in text for literal in literals)  # an unescaped `"key":` cannot sit inside a string
+        return literals[done][1:] if done < len(literals) else None
+
+    return forced
+
+
+def _opens_top_level_key(text: str) -> bool:
+    """Whether the last character of `text` is a quote opening a key of the outermost object."""
+    depth, in_string, escaped, last = 0, False, False, ""
+    for ch in text[:-1]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                last = '"'
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+            last = ch
+        elif ch in "}]":
+            depth -= 1
+            last = ch
+        elif not ch.isspace():
+            last = ch
+    return not in_string and depth == 1 and last in ("{", ",")
+
+
 def json_constraint(schema: dict[str, Any], probe: Probe | None = None) -> Constraint:
-    """The constraint for answers that are JSON objects following `schema`."""
-    return Constraint(json_schema_to_gbnf(schema), is_complete_json, repeats_itself, probe=probe)
+    """The constraint for answers that are JSON objects following `schema` (keys in its order)."""
+    forced = next_key_forcer(tuple(schema.get("properties", {})))
+    return Constraint(json_schema_to_gbnf(schema), is_complete_json, repeats_itself, probe=probe, forced=forced)

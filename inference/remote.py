@@ -388,10 +388,13 @@ class RemoteEngine:
             body["structured_outputs"] = {"json": self._schema}
         elif mode == "guided_json":
             body["guided_json"] = self._schema
-        if mode in LLAMA_CPP_MODES or (mode is None and self.settings.structured in LLAMA_CPP_MODES):
+        llama_cpp = self.settings.structured in LLAMA_CPP_MODES
+        if llama_cpp:
             body["repeat_penalty"] = 1.0  # llama_cpp.server's default (1.1) would change greedy answers
         if self.settings.logprobs:
             body["logprobs"] = self.settings.logprobs
+            if llama_cpp:
+                body["n_probs"] = self.settings.logprobs  # what llama-server's /v1/completions reads
         return body
 
     def _complete(self, body: dict[str, Any], abort: threading.Event) -> RemoteGeneration:

@@ -79,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 def make_analyzer(args: argparse.Namespace) -> Any:
     """The MCP tools' analyzer (the model loads on first use, so a run with nothing to do stays fast)."""
     from inference.analyzer import Analyzer
-    from inference.options import engine_config
+    from inference.options import engine_config, engine_factory
 
-    return Analyzer(engine_config(args), max_items=args.max_items)
+    config, make_engine = engine_config(args), engine_factory(args)
+    return Analyzer(config, engine=make_engine(config) if make_engine else None, max_items=args.max_items)
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

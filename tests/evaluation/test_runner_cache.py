@@ -45,6 +45,9 @@ def test_cached_answers_of_another_model_are_refused(tmp_path):
     refs = load_references(REFERENCES, limit=1)
     (tmp_path / RUN_FILE).write_text(json.dumps({"engine": {"model_path": "/a.gguf", "lora_path": None}}))
     rows = [{"output": "{}", "prompt_sha256": prompt_hash(refs[0].prompt)}]
+    same = {"model_path": "/a.gguf", "lora_path": None, "relevance_rule": "greedy"}
     with pytest.raises(RunnerError, match="model_path"):
-        _check_cache(rows, refs, tmp_path, {"model_path": "/b.gguf", "lora_path": None})
-    _check_cache(rows, refs, tmp_path, {"model_path": "/a.gguf", "lora_path": None})  # same setup: fine
+        _check_cache(rows, refs, tmp_path, {**same, "model_path": "/b.gguf"})
+    _check_cache(rows, refs, tmp_path, same)  # same setup: fine (a cache from before the rule was greedy)
+    with pytest.raises(RunnerError, match="relevance_rule"):  # the written score is another rule's now
+        _check_cache(rows, refs, tmp_path, {**same, "relevance_rule": "median"})

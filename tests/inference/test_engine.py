@@ -225,3 +225,22 @@ def test_answers_are_the_same_alone_and_in_a_full_padded_batch():
     finally:
         wide.engine.close()
     assert together == [alone[i % len(PROMPTS)] for i in range(16)]
+
+
+@pytest.mark.slow
+def test_jump_forward_writes_the_forced_keys_without_sampling_steps():
+    """The four keys' names are forced by the grammar: written in one decode call each, not sampled."""
+    config = EngineConfig(**{**TEST_CONFIG, "n_parallel": 1})
+    jumping = Analyzer(config)
+    stepping = Analyzer(EngineConfig(**{**TEST_CONFIG, "n_parallel": 1, "jump_forward": False}))
+    try:
+        fast = jumping.engine.generate(PROMPTS[:2])
+        slow = stepping.engine.generate(PROMPTS[:2])
+    finally:
+        jumping.engine.close()
+        stepping.engine.close()
+    for f, s in zip(fast, slow, strict=True):
+        assert s.forced_tokens == 0 and f.forced_tokens >= 5  # "relevance_score": alone is 5 tokens
+        keys = [key for key in schemas.ANALYSIS_KEYS if f'"{key}":' in f.text]
+        assert keys == list(schemas.ANALYSIS_KEYS[: len(keys)])  # in the schema's order, none skipped
+        assert f.completion_tokens == len(f.tokens)
