@@ -471,6 +471,8 @@ def main() -> int:
     tokens = texts = None
     if not args.skip_peer or not args.skip_floor:
         section("the peer: llama-server and llama-batched-bench from the pinned llama.cpp")
+        if not peer.binaries():
+            print("building them first: 10-15 minutes on 2 cores (or bench/llama_server_peer.py --background ahead)")
         bins = peer.build()
         from inference.models import default_adapter, embedded_base_model
 

@@ -6,9 +6,10 @@ For each prompt (the training format's user message, in the model family's chat 
 2. transformers (the dense base the trainer trained on + the PEFT adapter, float32) decodes greedily;
 3. every llama.cpp variant (base GGUF + LoRA GGUF, merged GGUF, ...) decodes greedily too, and is then
    teacher-forced along the transformers continuation, so logits are compared position by position.
-   Both run through `inference.engine.Engine`, the code path that serves the model (its fixed prompt
-   chunks, one token per answering step), so a pass certifies what `serve` will run. Decoding here is
-   unconstrained: the grammar would hide weight differences behind forced tokens.
+   Both run through `inference.engine.Engine`, the code path that serves the model (its tokenization,
+   fixed prompt chunks, answering steps padded to the served number of slots), so a pass certifies the
+   weights as `serve` computes them. Decoding here is unconstrained (no grammar, score probe or
+   jump-forward): those choose among tokens, and would hide weight differences behind forced ones.
 
 Figures per variant: how many greedy answers are identical, top-1 agreement over the compared positions,
 max and mean |logit difference|, and that mean relative to the adapter's own effect (mean |logits with
@@ -212,8 +213,7 @@ def check_parity(
                 n_ctx=n_ctx,
                 n_threads=threads,
                 chat_format=chat_format,
-                n_parallel=1,
-                max_tokens=max_new_tokens,
+                max_tokens=max_new_tokens,  # n_parallel as served: the answering steps' row count is part of the path
             )
             engines.append(Engine(config).load())
         tokenizer = engines[0]

@@ -59,7 +59,7 @@ MODEL_OPTIONS: tuple[Option, ...] = (
         "median",
         field="relevance_rule",
     ),
-    Option("--parallel", int, "items decoded together", 3, field="n_parallel"),
+    Option("--parallel", int, "sequence slots decoded together (items, concurrent calls)", 8, field="n_parallel"),
     Option("--max-items", int, "items analyzed per newsletter", 40),
     Option(
         "--engine",

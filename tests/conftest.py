@@ -33,3 +33,25 @@ def analyzer():
     a = Analyzer(EngineConfig(**TEST_CONFIG), max_items=3)
     yield a
     a.engine.close()
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_load_no_real_model(request, monkeypatch):
+    """`pytest -m "not slow"` must never load the real Gemma model: a test that does fails here
+    (mark it slow). Tiny test GGUFs and the fake engine are fine; reading a GGUF's header is too."""
+    if request.node.get_closest_marker("slow"):
+        return
+    from inference import engine
+    from inference.models import EMBEDDED_BASE_SIZE
+
+    load = engine.Engine._load
+
+    def guarded(self):
+        path = Path(self.config.model_path) if self.config.model_path else None
+        lora = self.config.lora_path
+        refused = lora is not None and not Path(lora).is_file()  # the engine refuses before loading anything
+        if not refused and (path is None or (path.is_file() and path.stat().st_size == EMBEDDED_BASE_SIZE)):
+            pytest.fail("a fast test loaded the real Gemma 3 270M: mark it @pytest.mark.slow")
+        load(self)
+
+    monkeypatch.setattr(engine.Engine, "_load", guarded)

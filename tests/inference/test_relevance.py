@@ -36,8 +36,8 @@ def _softmax(row: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 def test_the_probe_is_the_exact_distribution_at_the_score_position():
     """P(d) from the model's logits where the score starts; P(10) = P("1") * P("0" | "1") via teacher forcing."""
-    engine = Engine(
-        EngineConfig(**TEST_CONFIG, relevance_rule="greedy"),
+    engine = Engine(  # one token per step, as forced_logits feeds them (jump-forward decodes keys in chunks)
+        EngineConfig(**TEST_CONFIG, relevance_rule="greedy", jump_forward=False),
         json_constraint(schemas.load_schema("article_analysis"), score_probe("greedy")),
     )
     try:
