@@ -92,6 +92,29 @@ def _array(schema: dict[str, Any], path: str, rules: dict[str, str]) -> str:
 # --- closing an answer cut off by the token budget -------------------------------------------------
 
 
+def _structure(prefix: str) -> tuple[list[tuple[int, str]], bool, bool]:
+    """The structural characters of a JSON prefix, outside strings: [(index, char)], where a string
+    shows as '"' at its opening quote and as "'" at its closing one; then whether the prefix ends
+    inside a string, and right after a backslash there. The one scanner the functions below share."""
+    events: list[tuple[int, str]] = []
+    in_string = escaped = False
+    for i, ch in enumerate(prefix):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                events.append((i, "'"))
+        elif ch == '"':
+            in_string = True
+            events.append((i, '"'))
+        elif not ch.isspace():
+            events.append((i, ch))
+    return events, in_string, escaped
+
+
 def close_json_prefix(prefix: str) -> str:
     """Close a JSON prefix (as the grammar produces) at the last point where it can end cleanly.
 
@@ -101,21 +124,14 @@ def close_json_prefix(prefix: str) -> str:
     stack: list[str] = []  # open containers, "{" or "["
     expecting_key: list[bool] = []  # per open object: is the next string a key?
     safe_end, safe_stack = 0, []  # the longest prefix that can be closed by brackets alone
-    in_string = escaped = False
     string_is_key = False
-    for i, ch in enumerate(prefix):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-                if not string_is_key:
-                    safe_end, safe_stack = i + 1, list(stack)
-            continue
-        if ch == '"':
-            in_string, string_is_key = True, bool(stack and stack[-1] == "{" and expecting_key[-1])
+    events, in_string, escaped = _structure(prefix)
+    for i, ch in events:
+        if ch == "'":
+            if not string_is_key:
+                safe_end, safe_stack = i + 1, list(stack)
+        elif ch == '"':
+            string_is_key = bool(stack and stack[-1] == "{" and expecting_key[-1])
         elif ch in "{[":
             stack.append(ch)
             expecting_key.append(ch == "{")
@@ -161,20 +177,14 @@ def open_list_items(prefix: str) -> list[str] | None:
     """The finished string items of the innermost list still open at the end of `prefix`, or None
     when the prefix ends inside a string or outside any list. (Used to notice a list repeating itself.)"""
     stack: list[list[str] | None] = []  # per open container: its items when a list, None for an object
-    in_string = escaped = False
     start = 0
-    for i, ch in enumerate(prefix):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-                if stack and stack[-1] is not None:
-                    stack[-1].append(json.loads(prefix[start : i + 1]))
-        elif ch == '"':
-            in_string, start = True, i
+    events, in_string, _ = _structure(prefix)
+    for i, ch in events:
+        if ch == '"':
+            start = i
+        elif ch == "'":
+            if stack and stack[-1] is not None:
+                stack[-1].append(json.loads(prefix[start : i + 1]))
         elif ch == "[":
             stack.append([])
         elif ch == "{":
@@ -245,7 +255,7 @@ def next_key_forcer(keys: tuple[str, ...]) -> Callable[[str], str | None]:
     literals = tuple(f'"{key}":' for key in keys)
 
     def forced(text: str) -> str | None:
-        if not text.endswith('"') or _opens_top_level_key(text) is False:
+        if not text.endswith('"') or not _opens_top_level_key(text):
             return None
         done = sum(literal in text for literal in literals)  # an unescaped `"key":` cannot sit inside a string
         return literals[done][1:] if done < len(literals) else None
@@ -255,28 +265,11 @@ def next_key_forcer(keys: tuple[str, ...]) -> Callable[[str], str | None]:
 
 def _opens_top_level_key(text: str) -> bool:
     """Whether the last character of `text` is a quote opening a key of the outermost object."""
-    depth, in_string, escaped, last = 0, False, False, ""
-    for ch in text[:-1]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-                last = '"'
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch in "{[":
-            depth += 1
-            last = ch
-        elif ch in "}]":
-            depth -= 1
-            last = ch
-        elif not ch.isspace():
-            last = ch
-    return not in_string and depth == 1 and last in ("{", ",")
+    events, in_string, _ = _structure(text)
+    if not in_string or len(events) < 2 or events[-1] != (len(text) - 1, '"'):
+        return False
+    depth = sum(1 if ch in "{[" else -1 if ch in "}]" else 0 for _, ch in events)
+    return depth == 1 and events[-2][1] in ("{", ",")
 
 
 def json_constraint(schema: dict[str, Any], probe: Probe | None = None) -> Constraint:

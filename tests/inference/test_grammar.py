@@ -105,3 +105,24 @@ def test_closed_and_filled_answers_are_schema_valid():
 )
 def test_open_list_items_sees_through_strings_and_escapes(prefix, items):
     assert open_list_items(prefix) == items
+
+
+KEYS = ("relevance_score", "summary", "key_insights", "company_names")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "forced"),
+    [
+        ('{\n  "', 'relevance_score":'),
+        ('{\n  "relevance_score": 10,\n  "', 'summary":'),
+        ('{\n  "relevance_score": 10,\n  "summary": "a \\" b",\n  "', 'key_insights":'),
+        ('{\n  "relevance_score": 10,\n  "summary": "', None),  # a value string, not a key
+        ('{\n  "relevance_score": 1,\n  "summary": "",\n  "key_insights": [\n    "', None),  # a list item
+        ('{\n  "relevance_score": 1,\n  "summary": "x",\n  "key_insights": [],\n  "company_names": [], "', None),
+        ('{"relevance_score": 2, "summary": "', None),
+    ],
+)
+def test_jump_forward_forces_the_next_key_only_where_a_key_starts(prefix, forced):
+    from inference.grammar import next_key_forcer
+
+    assert next_key_forcer(KEYS)(prefix) == forced

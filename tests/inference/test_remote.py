@@ -27,9 +27,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from anyio.from_thread import start_blocking_portal
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 import schemas
 from data.prompts import render_chat_prompt
@@ -38,6 +35,7 @@ from inference.grammar import json_constraint
 from inference.options import add_model_options, engine_config, engine_factory
 from inference.remote import API_KEY_ENV, STRUCTURED, RemoteEngine, ServerSettings
 from tests.conftest import NEWSLETTERS
+from tests.mcp_client import mcp_session, structured
 
 ROOT = Path(__file__).parents[2]
 SERVE = [sys.executable, "-m", "news_enhancer.cli", "serve"]
@@ -429,31 +427,8 @@ def test_urls_with_or_without_v1_reach_the_same_endpoints():
 # --- the MCP server on top of it ---------------------------------------------------------------------------------
 
 
-class SyncClient:
-    """The SDK's async Client, called from sync tests through an anyio portal."""
-
-    def __init__(self, portal, client):
-        self.portal, self.client = portal, client
-
-    def __getattr__(self, name):
-        method = getattr(self.client, name)
-        return lambda *args, **kwargs: self.portal.call(lambda: method(*args, **kwargs))
-
-
-@contextlib.contextmanager
 def mcp_server(log_path: Path, *options: str):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWS_ENHANCER_")}
-    params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], *options], cwd=str(ROOT), env=env)
-    with log_path.open("w") as log, start_blocking_portal() as portal:
-        client = Client(stdio_client(params, errlog=log), mode="legacy", read_timeout_seconds=600)
-        with portal.wrap_async_context_manager(client) as connected:
-            yield SyncClient(portal, connected)
-
-
-def structured(result, schema: str) -> dict:
-    assert not result.is_error, result.content
-    schemas.validate(schema, result.structured_content)
-    return result.structured_content
+    return mcp_session(log_path, *options, clean_env=True)
 
 
 def test_mcp_tools_over_a_server_that_breaks_are_tool_errors_and_the_server_keeps_serving(stub, tmp_path):

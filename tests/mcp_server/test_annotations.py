@@ -7,8 +7,6 @@ The server is the real `news-enhancer serve` process over stdio, on the fake eng
 
 import json
 import re
-import sys
-from pathlib import Path
 
 try:
     import tomllib
@@ -16,38 +14,18 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 import pytest
-from anyio.from_thread import start_blocking_portal
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from inference.options import MODEL_OPTIONS
 from news_enhancer.cli import COMMANDS
+from tests.mcp_client import FAKE, ROOT, mcp_session
 
-ROOT = Path(__file__).parents[2]
-SERVE = [sys.executable, "-m", "news_enhancer.cli", "serve", "--engine", "tests.fakes:FakeEngine"]
 TITLES = {"analyze_article": "Analyze an article", "analyze_newsletter": "Analyze a newsletter"}
-
-
-class SyncClient:
-    """The SDK's async Client, called from sync tests through an anyio portal."""
-
-    def __init__(self, portal, client):
-        self.portal, self.client = portal, client
-
-    def __getattr__(self, name):
-        method = getattr(self.client, name)
-        return lambda *args, **kwargs: self.portal.call(lambda: method(*args, **kwargs))
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    log = (tmp_path_factory.mktemp("server") / "stderr.log").open("w")
-    params = StdioServerParameters(command=SERVE[0], args=SERVE[1:], cwd=str(ROOT))
-    with start_blocking_portal() as portal:
-        client = Client(stdio_client(params, errlog=log), read_timeout_seconds=600)
-        with portal.wrap_async_context_manager(client) as connected:
-            yield SyncClient(portal, connected)
-    log.close()
+    with mcp_session(tmp_path_factory.mktemp("server") / "stderr.log", *FAKE, legacy=False) as client:
+        yield client
 
 
 def test_both_tools_carry_read_only_idempotent_closed_world_annotations(server):

@@ -7,52 +7,22 @@ seconds. What the real model answers is checked in test_server.py.
 
 import json
 import os
-import queue
 import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
-from anyio.from_thread import start_blocking_portal
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 import schemas
 from tests.conftest import NEWSLETTERS
+from tests.mcp_client import FAKE as FAKE_ENGINE
+from tests.mcp_client import ROOT, SERVE, RawServer, mcp_session, structured
 
-ROOT = Path(__file__).parents[2]
-SERVE = [sys.executable, "-m", "news_enhancer.cli", "serve"]
-FAKE = ["--engine", "tests.fakes:FakeEngine", "--max-items", "2"]
-
-
-class SyncClient:
-    """The SDK's async Client, called from sync tests through an anyio portal."""
-
-    def __init__(self, portal, client):
-        self.portal, self.client = portal, client
-
-    def __getattr__(self, name):
-        method = getattr(self.client, name)
-        return lambda *args, **kwargs: self.portal.call(lambda: method(*args, **kwargs))
+FAKE = [*FAKE_ENGINE, "--max-items", "2"]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    log = (tmp_path_factory.mktemp("server") / "stderr.log").open("w")
-    params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], *FAKE], cwd=str(ROOT))
-    with start_blocking_portal() as portal:
-        client = Client(stdio_client(params, errlog=log), mode="legacy", read_timeout_seconds=600)
-        with portal.wrap_async_context_manager(client) as connected:
-            yield SyncClient(portal, connected)
-    log.close()
-
-
-def structured(result, schema: str) -> dict:
-    assert not result.is_error, result.content
-    schemas.validate(schema, result.structured_content)
-    return result.structured_content
+    with mcp_session(tmp_path_factory.mktemp("server") / "stderr.log", *FAKE) as client:
+        yield client
 
 
 # --- protocol surface -----------------------------------------------------------------------------------
@@ -80,14 +50,9 @@ def test_the_schemas_are_resources(server):
 
 
 def test_a_client_on_the_newest_protocol_also_gets_the_tools(tmp_path):
-    params = StdioServerParameters(command=SERVE[0], args=[*SERVE[1:], *FAKE], cwd=str(ROOT))
-    with (
-        (tmp_path / "stderr.log").open("w") as log,
-        start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(Client(stdio_client(params, errlog=log))) as client,
-    ):
-        names = [tool.name for tool in portal.call(client.list_tools).tools]
-        version = client.protocol_version
+    with mcp_session(tmp_path / "stderr.log", *FAKE, legacy=False) as client:
+        names = [tool.name for tool in client.list_tools().tools]
+        version = client.client.protocol_version
     assert names == ["analyze_article", "analyze_newsletter"]
     assert version >= "2025-06-18"
 
@@ -188,58 +153,6 @@ def test_the_server_still_serves_after_all_that(server):
 
 
 # --- raw stdio: nothing but JSON-RPC on stdout; tools/list before (and without) a model -------------------
-
-
-class RawServer:
-    """The server as a plain subprocess: JSON-RPC lines in, every stdout line collected."""
-
-    def __init__(self, *options: str, log_level: str = "DEBUG"):
-        env = {**os.environ, "NEWS_ENHANCER_LOG_LEVEL": log_level}
-        self.proc = subprocess.Popen(
-            [*SERVE, *options], cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        self.lines: queue.Queue[bytes] = queue.Queue()
-        self.stdout: list[bytes] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.stderr_chunks: list[bytes] = []
-        threading.Thread(target=lambda: self.stderr_chunks.extend(self.proc.stderr), daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.stdout.append(line)
-            self.lines.put(line)
-
-    def send(self, message: dict) -> None:
-        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}).encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def response(self, request_id: int, timeout: float = 600) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            message = json.loads(self.lines.get(timeout=max(0.1, deadline - time.monotonic())))
-            if message.get("id") == request_id:
-                return message
-
-    def handshake(self) -> dict:
-        self.send(
-            {
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "0"},
-                },
-            }
-        )
-        init = self.response(1)
-        self.send({"method": "notifications/initialized"})
-        return init
-
-    def close(self) -> str:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        return b"".join(self.stderr_chunks).decode("utf-8", errors="replace")
 
 
 def test_stdout_carries_only_json_rpc_while_the_server_logs():
