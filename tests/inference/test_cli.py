@@ -109,3 +109,18 @@ def test_the_default_answer_is_the_shipped_adapters_and_differs_from_the_base():
     assert json.loads(default.stdout) == json.loads(explicit.stdout)
     analysis = {key: json.loads(default.stdout)[key] for key in schemas.ANALYSIS_KEYS}
     assert analysis != {key: json.loads(plain.stdout)[key] for key in schemas.ANALYSIS_KEYS}
+
+
+def test_every_model_option_is_documented_with_its_environment_variable_and_default():
+    from inference.options import MODEL_OPTIONS, NO_DEFAULT_LORA
+
+    rows: dict[str, str] = {}  # flag -> its first row in any option table of docs/serving.md
+    for line in (ROOT / "docs" / "serving.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `--"):
+            rows.setdefault(line.split("|")[1].strip().split()[0].strip("`,"), line)
+    for opt in (*MODEL_OPTIONS, NO_DEFAULT_LORA):
+        assert opt.flag in rows, f"{opt.flag} is not in docs/serving.md's option table"
+        assert opt.env in rows[opt.flag]
+        if opt.default not in (None, False):
+            default = f"{opt.default:g}" if isinstance(opt.default, float) else str(opt.default)
+            assert f"| {default} |" in rows[opt.flag].replace("`", "").replace(".0 |", " |"), (opt.flag, default)
