@@ -83,6 +83,9 @@ class _Prepared:
 ProgressFn = Callable[[int, int, dict[str, Any], float], None]
 """on_item(done, total, result, seconds): called as each item finishes."""
 
+Cancelled = Callable[[], bool] | None
+"""Polled between decode steps: true stops the call and frees its slots (a client that cancelled)."""
+
 
 class EngineLike(Protocol):
     """What the analyzer needs of an engine (`inference.engine.Engine`; tests pass a small fake)."""
@@ -97,6 +100,7 @@ class EngineLike(Protocol):
         *,
         on_done: Callable[[int, Generation], None] | None = None,
         shared_prefix: str | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> list[Generation]: ...
 
 
@@ -128,17 +132,23 @@ class Analyzer:
         return self.complete_many([user_prompt])[0]
 
     def complete_many(
-        self, user_prompts: Sequence[str | list[int]], on_done: Callable[[int, Completion], None] | None = None
+        self,
+        user_prompts: Sequence[str | list[int]],
+        on_done: Callable[[int, Completion], None] | None = None,
+        cancelled: Cancelled = None,
     ):
         """`complete` for several prompts (user prompts, or chat-prompt tokens from `engine.prompt_tokens`),
-        decoded in parallel; results in input order."""
+        decoded in parallel; results in input order. `cancelled()` turning true stops it (EngineError)."""
 
         def finished(index: int, gen: Generation) -> None:
             if on_done:
                 on_done(index, self._completion(gen))
 
         gens = self.engine.generate(
-            list(user_prompts), on_done=finished if on_done else None, shared_prefix=self._template_head
+            list(user_prompts),
+            on_done=finished if on_done else None,
+            shared_prefix=self._template_head,
+            cancelled=cancelled,
         )
         return [self._completion(g) for g in gens]
 
@@ -169,17 +179,26 @@ class Analyzer:
 
     # --- items ---------------------------------------------------------------------------------
 
-    def analyze_item(self, title: str, content: str, url: str | None = None, is_sponsored: bool = False) -> dict:
+    def analyze_item(
+        self,
+        title: str,
+        content: str,
+        url: str | None = None,
+        is_sponsored: bool = False,
+        cancelled: Cancelled = None,
+    ) -> dict:
         """An ArticleResult dict for one article as a caller gave it (raw text: cleaned here, once).
 
         Raises ValueError when title and content are both empty."""
         url = (clean_text(url) or None) if url else None
         item = Item(clean_text(title or ""), clean_text(content or ""), url, bool(is_sponsored))
-        result = self.analyze_items([item])[0]
+        result = self.analyze_items([item], cancelled=cancelled)[0]
         schemas.validate("article_result", result)
         return result
 
-    def analyze_items(self, items: Sequence[ItemLike], on_item: ProgressFn | None = None) -> list[dict[str, Any]]:
+    def analyze_items(
+        self, items: Sequence[ItemLike], on_item: ProgressFn | None = None, cancelled: Cancelled = None
+    ) -> list[dict[str, Any]]:
         """ArticleResult dicts for several clean items (ingest's, or `analyze_item`'s), decoded in
         parallel; results in input order."""
         prepared = [self._prepare(item) for item in items]
@@ -191,7 +210,9 @@ class Analyzer:
             if on_item:
                 on_item(done[0], len(prepared), self._result(prepared[index], completion), completion.seconds)
 
-        completions = self.complete_many([p.prompt for p in prepared], on_done=finished if on_item else None)
+        completions = self.complete_many(
+            [p.prompt for p in prepared], on_done=finished if on_item else None, cancelled=cancelled
+        )
         log.info("%d item(s) analyzed in %.1f s", len(prepared), time.perf_counter() - started)
         return [self._result(p, c) for p, c in zip(prepared, completions, strict=True)]
 
@@ -242,17 +263,26 @@ class Analyzer:
     # --- newsletters ---------------------------------------------------------------------------
 
     def analyze_newsletter(
-        self, text: str, fmt: str = "auto", source: str | None = None, on_item: ProgressFn | None = None
+        self,
+        text: str,
+        fmt: str = "auto",
+        source: str | None = None,
+        on_item: ProgressFn | None = None,
+        cancelled: Cancelled = None,
     ) -> dict[str, Any]:
         """A NewsletterReport dict: the newsletter's items (at most `max_items`), analyzed, with a Markdown report."""
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
         if not text or not text.strip():
             raise ValueError("nothing to analyze: the newsletter text is empty")
-        return self.analyze_split(split_newsletter(text, fmt), source, on_item)
+        return self.analyze_split(split_newsletter(text, fmt), source, on_item, cancelled)
 
     def analyze_split(
-        self, newsletter: Newsletter, source: str | None = None, on_item: ProgressFn | None = None
+        self,
+        newsletter: Newsletter,
+        source: str | None = None,
+        on_item: ProgressFn | None = None,
+        cancelled: Cancelled = None,
     ) -> dict[str, Any]:
         """`analyze_newsletter` for a newsletter already split (the workflow knows its email's format and headers)."""
         notes: list[str] = []
@@ -264,7 +294,7 @@ class Analyzer:
         if len(items) > self.max_items:
             notes.append(f"{len(items)} items found; analyzed the first {self.max_items} (the per-newsletter limit)")
             items = items[: self.max_items]
-        results = self.analyze_items(items, on_item=on_item) if items else []
+        results = self.analyze_items(items, on_item=on_item, cancelled=cancelled) if items else []
         report: dict[str, Any] = {
             "source": clean_text(source) if source else newsletter.source,
             "subject": newsletter.subject,

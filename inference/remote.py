@@ -332,8 +332,10 @@ class RemoteEngine:
         shared_prefix: str | None = None,
         max_tokens: int | None = None,
         grammar: str = "fast",
+        cancelled: Callable[[], bool] | None = None,
     ) -> list[Generation]:
         """Answer each prompt (user prompt text, or tokens from `prompt_tokens`); results in prompt order.
+        When `cancelled()` turns true, what has not started is dropped and EngineError is raised.
 
         At most `config.n_parallel` requests are in flight; `on_done(i, gen)` runs in this thread as
         each answer arrives. The first failure cancels what has not started and is raised.
@@ -349,7 +351,9 @@ class RemoteEngine:
         try:
             running: dict[Future, int] = {pool.submit(self._complete, b, abort): i for i, b in enumerate(bodies)}
             while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                if cancelled and cancelled():
+                    raise EngineError("the generation was cancelled")
                 for future in sorted(done, key=running.get):
                     index = running.pop(future)
                     results[index] = gen = future.result()

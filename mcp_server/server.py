@@ -75,6 +75,16 @@ class AnalyzerService:
             log.error("model not loaded: %s", exc)
 
 
+async def _in_thread(work: Callable[[], Any], cancel: threading.Event) -> Any:
+    """Run `work` on a worker thread; when the call is cancelled (the client sent notifications/cancelled,
+    or went away), set `cancel` so the engine drops its items and frees their slots, and return at once."""
+    try:
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        cancel.set()
+        raise
+
+
 def _tool_error(exc: Exception) -> ToolError:
     return ToolError(str(exc))
 
@@ -92,8 +102,11 @@ def build_server(service: AnalyzerService, warm_up: bool = True) -> MCPServer:
         Long content is cut to what the model was trained on (its first sentence, unless sponsored);
         `truncated` says when that happened.
         """
+        cancel = threading.Event()
         try:
-            result = await anyio.to_thread.run_sync(lambda: service.analyzer().analyze_item(title, content, url))
+            result = await _in_thread(
+                lambda: service.analyzer().analyze_item(title, content, url, cancelled=cancel.is_set), cancel
+            )
         except (ValueError, TypeError, RuntimeError) as exc:
             raise _tool_error(exc) from exc
         return CallToolResult(
@@ -119,11 +132,15 @@ def build_server(service: AnalyzerService, warm_up: bool = True) -> MCPServer:
         def progress(done: int, total: int, result: dict[str, Any], _seconds: float) -> None:
             anyio.from_thread.run(ctx.report_progress, done, total, f"analyzed {result['title'][:80]}")
 
+        cancel = threading.Event()
+
         def run() -> dict[str, Any]:
-            return service.analyzer().analyze_newsletter(text, format, source, on_item=progress)
+            return service.analyzer().analyze_newsletter(
+                text, format, source, on_item=progress, cancelled=cancel.is_set
+            )
 
         try:
-            report = await anyio.to_thread.run_sync(run)
+            report = await _in_thread(run, cancel)
         except (ValueError, TypeError, RuntimeError) as exc:
             raise _tool_error(exc) from exc
         return CallToolResult(content=[TextContent(type="text", text=report["markdown"])], structured_content=report)

@@ -7,13 +7,15 @@ real model. Like simonw/llm's mock model, it is selected the way users select an
 `news-enhancer serve --engine tests.fakes:FakeEngine` (or `Analyzer(engine=FakeEngine())`).
 
 Prompts that contain `FAKE_FAIL` make it raise an EngineError; `FAKE_CUT` gives an answer cut off at
-max_tokens (finish_reason "length"), as a real model's can be.
+max_tokens (finish_reason "length"), as a real model's can be; `FAKE_SLOW` makes it take up to 30 s,
+polling `cancelled()` (it logs "fake engine: cancelled" when it was).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -55,12 +57,20 @@ class FakeEngine:
         shared_prefix: str | None = None,
         grammar: str = "fast",
         max_tokens: int | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> list[Generation]:
         self.load()
         texts = [p if isinstance(p, str) else self._texts.get(tuple(p), "") for p in prompts]
         self.calls.append(texts)
         out = []
+        if any("FAKE_SLOW" in t for t in texts):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (cancelled and cancelled()):
+                time.sleep(0.05)
         for index, text in enumerate(texts):
+            if cancelled and cancelled():
+                logging.getLogger(__name__).warning("fake engine: cancelled")
+                raise EngineError("the generation was cancelled")
             if "FAKE_FAIL" in text:
                 raise EngineError("the fake engine was told to fail")
             gen = self._answer(text)

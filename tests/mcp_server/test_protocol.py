@@ -8,6 +8,7 @@ seconds. What the real model answers is checked in test_server.py.
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -212,3 +213,23 @@ def test_the_mcp_inspector_cli_lists_the_tools():
     assert done.returncode == 0, done.stderr
     names = [tool["name"] for tool in json.loads(done.stdout)["tools"]]
     assert names == ["analyze_article", "analyze_newsletter"]
+
+
+def test_a_cancelled_tool_call_stops_the_engine_and_the_server_keeps_serving(tmp_path):
+    """notifications/cancelled reaches the engine: the fake engine, told to be slow, sees `cancelled()`."""
+    raw = RawServer(*FAKE, "--max-items", "40")
+    try:
+        raw.handshake()
+        text = (NEWSLETTERS / "tldr_ai.html").read_text(encoding="utf-8").replace("Mistral", "FAKE_SLOW Mistral")
+        raw.send(
+            {"id": 2, "method": "tools/call", "params": {"name": "analyze_newsletter", "arguments": {"text": text}}}
+        )
+        time.sleep(1.0)
+        raw.send({"method": "notifications/cancelled", "params": {"requestId": 2, "reason": "test"}})
+        call = {"name": "analyze_article", "arguments": {"title": "After", "content": "Still serving."}}
+        raw.send({"id": 3, "method": "tools/call", "params": call})
+        result = raw.response(3, timeout=60)["result"]
+        assert not result.get("isError")
+    finally:
+        stderr = raw.close()
+    assert "fake engine: cancelled" in stderr

@@ -40,11 +40,11 @@ class ScriptedAnalyzer(Analyzer):
     def score(title: str) -> int:
         return int(hashlib.sha256(title.encode()).hexdigest(), 16) % 10 + 1
 
-    def analyze_split(self, newsletter, source=None, on_item=None) -> dict[str, Any]:
+    def analyze_split(self, newsletter, source=None, on_item=None, cancelled=None) -> dict[str, Any]:
         self.calls.append(source)
-        return super().analyze_split(newsletter, source, on_item)
+        return super().analyze_split(newsletter, source, on_item, cancelled)
 
-    def analyze_items(self, items, on_item=None) -> list[dict[str, Any]]:
+    def analyze_items(self, items, on_item=None, cancelled=None) -> list[dict[str, Any]]:
         if self.fail_on and any(self.fail_on in f"{item.title}\n{item.content}" for item in items):
             raise RuntimeError("the model ran out of memory")
         results = [
