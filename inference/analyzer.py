@@ -107,7 +107,7 @@ class EngineLike(Protocol):
 def article_engine(config: EngineConfig | None = None) -> Engine:
     """The llama.cpp engine constrained to the article schema (grammar, list-repeat and stop rules),
     reading the score distribution at the score position (`inference.relevance`)."""
-    rule = (config or EngineConfig(chat_format="gemma")).relevance_rule
+    rule = config.relevance_rule if config else EngineConfig.relevance_rule
     return Engine(config, json_constraint(schemas.load_schema("article_analysis"), score_probe(rule)))
 
 

@@ -571,8 +571,9 @@ class Engine:
         self._reset_slots()
 
     def _serve(self) -> None:
-        """Continuous batching: free slots take the next job; each round runs one prompt chunk and one
-        step of every answering sequence (never both in one decode call: see PROMPT_CHUNK)."""
+        """Continuous batching: free slots take the next job; each round runs one (padded) step of every
+        answering sequence, each jumping sequence's forced tokens, and the chunks of the prompts waiting
+        (all of them with prefill_first), each in a decode call of its own (see PROMPT_CHUNK, pad_rows)."""
         while True:
             if self._closing:
                 raise EngineError("the engine was closed while this generation ran")
