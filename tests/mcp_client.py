@@ -55,6 +55,24 @@ def mcp_session(log_path: Path, *options: str, legacy: bool = True, clean_env: b
             yield SyncClient(portal, connected)
 
 
+def check_newsletter_tool(server: SyncClient, text: str, items: int) -> dict:
+    """Call analyze_newsletter (source "TLDR AI") with a progress callback and check the contract every
+    engine must keep: one progress notification per item, a schema-valid report, the Markdown as text."""
+    progress = []
+
+    async def on_progress(done, total, message):
+        progress.append((done, total, message))
+
+    result = server.call_tool("analyze_newsletter", {"text": text, "source": "TLDR AI"}, progress_callback=on_progress)
+    report = structured(result, "newsletter_report")
+    assert [(done, total) for done, total, _ in progress] == [(i, items) for i in range(1, items + 1)]
+    assert all(message.startswith("analyzed ") for _, _, message in progress)
+    assert report["source"] == "TLDR AI" and report["format"] == "tldr"
+    assert len(report["items"]) == items and report["items_found"] > items
+    assert result.content[0].text == report["markdown"]
+    return report
+
+
 def structured(result, schema: str) -> dict:
     """The tool result's structured content, checked against `schema`."""
     assert not result.is_error, result.content

@@ -15,7 +15,7 @@ import pytest
 import schemas
 from tests.conftest import NEWSLETTERS
 from tests.mcp_client import FAKE as FAKE_ENGINE
-from tests.mcp_client import ROOT, SERVE, RawServer, mcp_session, structured
+from tests.mcp_client import ROOT, SERVE, RawServer, check_newsletter_tool, mcp_session, structured
 
 FAKE = [*FAKE_ENGINE, "--max-items", "2"]
 
@@ -66,19 +66,8 @@ def test_both_tools_return_schema_valid_structured_results_and_text(server):
     article = structured(result, "article_result")
     assert article["title"] == "Nvidia and Foxconn build a hub"
     assert json.loads(result.content[0].text) == article
-    progress = []
-
-    async def on_progress(done, total, message):
-        progress.append((done, total, message))
-
     text = (NEWSLETTERS / "tldr_ai.html").read_text(encoding="utf-8")
-    result = server.call_tool("analyze_newsletter", {"text": text, "source": "TLDR AI"}, progress_callback=on_progress)
-    report = structured(result, "newsletter_report")
-    assert [(done, total) for done, total, _ in progress] == [(1, 2), (2, 2)]
-    assert all(message.startswith("analyzed ") for _, _, message in progress)
-    assert report["source"] == "TLDR AI" and report["format"] == "tldr"
-    assert len(report["items"]) == 2 and report["items_found"] > 2
-    assert result.content[0].text == report["markdown"]
+    check_newsletter_tool(server, text, items=2)
 
 
 @pytest.mark.parametrize(

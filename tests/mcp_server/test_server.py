@@ -12,7 +12,7 @@ import pytest
 
 import schemas
 from tests.conftest import NEWSLETTERS
-from tests.mcp_client import RawServer, mcp_session, structured
+from tests.mcp_client import RawServer, check_newsletter_tool, mcp_session, structured
 
 SERVE_OPTIONS = ["--threads", "1", "--parallel", "2", "--max-tokens", "48", "--max-items", "2"]
 
@@ -40,18 +40,7 @@ def test_analyze_article(server):
 @pytest.mark.slow
 def test_analyze_newsletter_returns_items_and_a_markdown_report(server):
     text = (NEWSLETTERS / "tldr_ai.html").read_text(encoding="utf-8")
-    progress = []
-
-    async def on_progress(done, total, message):
-        progress.append((done, total, message))
-
-    result = server.call_tool("analyze_newsletter", {"text": text, "source": "TLDR AI"}, progress_callback=on_progress)
-    report = structured(result, "newsletter_report")
-    assert [(done, total) for done, total, _ in progress] == [(1, 2), (2, 2)]
-    assert all(message.startswith("analyzed ") for _, _, message in progress)
-    assert report["source"] == "TLDR AI" and report["format"] == "tldr"
-    assert len(report["items"]) == 2 and report["items_found"] > 2
-    assert result.content[0].text == report["markdown"]
+    report = check_newsletter_tool(server, text, items=2)
     assert "## Items by relevance" in report["markdown"]
 
 
