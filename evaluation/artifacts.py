@@ -40,8 +40,12 @@ def write_eval_dir(
     bertscore: bool = False,
     bertscore_model: str | None = None,
     extra: dict[str, Any] | None = None,
+    draw_plots: bool = True,
 ) -> dict[str, Any]:
-    """Score outputs are written into out_dir; returns the metrics.json content."""
+    """Score outputs are written into out_dir; returns the metrics.json content.
+
+    `draw_plots=False` leaves the plots out (an incomplete cross-validation: figures of a part would
+    be read as the whole)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     base = metrics.baselines(scores.refs, baseline_relevance)
     if baseline_source:
@@ -65,10 +69,12 @@ def write_eval_dir(
     }
     write_json(out_dir / "metrics.json", summary)
     write_per_example(out_dir / "per_example.jsonl", scores)
-    _log("plots")
     systems = [scores, baseline]
     comparisons = [(scores.name, baseline.name, vs_baseline)]
-    written = plots.make_all(systems, comparisons, out_dir / "plots")
+    written = []
+    if draw_plots:
+        _log("plots")
+        written = plots.make_all(systems, comparisons, out_dir / "plots")
     context = [
         f"References: {references.get('path', '?')} — {references.get('n')} items, "
         f"fingerprint {str(references.get('sha256'))[:16]}.",

@@ -633,6 +633,7 @@ def assemble_oof(
         {"path": plan["data"]["path"], "n": len(refs), "sha256": fingerprint(refs)},
         bertscore=setup.bertscore,
         bertscore_model=setup.bertscore_model,
+        draw_plots=state["complete"],  # a part of the folds is not drawn as if it were the whole
         extra={
             "system": {
                 "cross_validation": f"{plan['folds_k']}-fold over emails, out-of-fold predictions",
