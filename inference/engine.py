@@ -438,8 +438,7 @@ class Engine:
                 end = lc.llama_vocab_eot(self._vocab)
                 end = end if end >= 0 else lc.llama_vocab_eos(self._vocab)
                 for token in [*self._tokenize(answer, add_bos=False, special=False), end]:
-                    ids = np.array([token], dtype=np.int32)
-                    if self._one.best_allowed(grammar, ids, np.zeros(1, dtype=np.float32)) is None:
+                    if not self._allowed(grammar, token):
                         return False
                     lc.llama_sampler_accept(grammar, token)
                 return True
@@ -810,6 +809,7 @@ class Engine:
         return None
 
     def _allowed(self, grammar: Any, token: int) -> bool:
+        """Whether the grammar, in its current state, accepts `token` next (one candidate, no masking)."""
         ids = np.array([token], dtype=np.int32)
         return self._one.best_allowed(grammar, ids, np.zeros(1, dtype=np.float32)) is not None
 
@@ -862,7 +862,7 @@ class Engine:
 
     def _grammar_choice(self, grammar: Any, logits: np.ndarray, greedy: int, job: _Job) -> int:
         """The greedy token if the grammar allows it, else the best token it allows."""
-        if self._one.best_allowed(grammar, np.array([greedy], dtype=np.int32), logits[[greedy]]) is not None:
+        if self._allowed(grammar, greedy):
             return greedy
         job.fallbacks += 1
         for k, candidates in zip(FALLBACK_TIERS, self._tiers, strict=True):
