@@ -18,8 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import schemas
+from data.prompts import is_sponsored_item
 
 _TITLE_CONTENT = re.compile(r"^Title: (?P<title>.*)\nContent: (?P<content>.*?)\n\nProvide a JSON", re.DOTALL)
+
+
+_TRAILING_HEADINGS = re.compile(r"(\n\s*(#[^\n]*|\W*))+\Z")
+"""Trailing lines that are Markdown headings or carry no word character (emoji, "**")."""
 
 
 class DatasetError(ValueError):
@@ -65,6 +70,17 @@ class Record:
             return str(self.metadata["article_title"])
         match = _TITLE_CONTENT.search(self.prompt)
         return match["title"] if match else ""
+
+    @property
+    def full_content(self) -> str:
+        """All of the item's text: `original_content` without the next section's heading that the
+        data's extraction left at its end (e.g. "🧠\n\n# **Research & Innovation**"), else `content`."""
+        original = str(self.metadata.get("original_content") or "").strip()
+        return _TRAILING_HEADINGS.sub("", original) if original else self.content
+
+    @property
+    def is_sponsored(self) -> bool:
+        return is_sponsored_item(self.title, bool(self.metadata.get("is_sponsored")))
 
     @property
     def content(self) -> str:

@@ -41,6 +41,22 @@ def render_prompt(title: str, content: str) -> str:
     return PROMPT_TEMPLATE.format(title=title, content=content)
 
 
+_PROMPT_ITEM = re.compile(
+    r"^Analyze this newsletter item:\n\nTitle: (?P<title>.*)\nContent: (?P<content>.*?)\n\nProvide a JSON", re.DOTALL
+)
+
+
+def parse_prompt(prompt: str) -> tuple[str, str] | None:
+    """(title, content) of a prompt `render_prompt` made, or None for any other text."""
+    match = _PROMPT_ITEM.match(prompt)
+    return (match["title"], match["content"]) if match else None
+
+
+def is_sponsored_item(title: str, flagged: bool = False) -> bool:
+    """An ad: flagged as one (the data's `is_sponsored`, ingest's sponsor labels) or titled "(Sponsor)"."""
+    return bool(flagged) or "(sponsor)" in title.lower()
+
+
 def format_title(title: str) -> str:
     """A title as the training data shows it: Markdown bold, "(N minute read)" cut out.
 

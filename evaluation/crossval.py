@@ -248,10 +248,9 @@ def fold_records(records: Sequence[Record], plan: dict[str, Any], fold: int) -> 
 
 
 def _references(records: Sequence[Record]):
-    from evaluation.parse import parse_reference
-    from evaluation.scoring import Reference
+    from evaluation.scoring import reference
 
-    return [Reference(r.prompt, r.answer, parse_reference(r.answer), r.item_id) for r in records]
+    return [reference(r) for r in records]
 
 
 def fold_status(directory: Path, held_out: int) -> str:
@@ -316,6 +315,10 @@ def export_fold(directory: Path, base_gguf: Path, dtype: str, chat_format: str) 
     return final
 
 
+FOLD_RELEVANCE_RULE = "median"
+"""The adapter's own distribution: a fold is never scored by a head that saw its items."""
+
+
 def predict_fold(
     directory: Path, held_out: list[Record], base_gguf: Path, config: TrainConfig, setup: CvSetup
 ) -> tuple[list[str], Any]:
@@ -329,9 +332,15 @@ def predict_fold(
             "model_path": str(base_gguf),
             "lora_path": str(directory / LORA_FILE),
             "chat_format": config.chat_format,
+            "relevance_rule": FOLD_RELEVANCE_RULE,
             **setup.engine,
         }
     )
+    if engine_config.relevance_rule in ("auto", "head"):
+        raise CvError(
+            "eval cv run scores the adapter's own relevance: the shipped relevance head was fitted on every "
+            "item, held-out ones included (cross-validate the head with `eval cv head`)"
+        )
     analyzer = Analyzer(engine_config)
     try:
         return runner.generate(_references(held_out), directory / EVAL_DIR, engine_config, analyzer, setup.progress)

@@ -3,6 +3,7 @@
 plan     deal the emails into k folds (items of an email together, balanced by items): PLAN/folds.json
 run      one configuration through all folds (resumable): PLAN/NAME/cv.json, fold-K/, oof/
 compare  paired tests over two runs' out-of-fold predictions, with a per-fold table
+head     the relevance head's protocol (minutes, no training): PLAN/head/; --save-head fits the shipped one
 """
 
 # Registered in evaluation/cli.py (`add_parser`, `main_args`); the work is in evaluation/crossval.py.
@@ -53,7 +54,39 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     comp.add_argument("dirs", nargs=2, metavar="PLAN/NAME")
     comp.add_argument("--out", metavar="DIR", help="comparison directory (default PLAN/compare-A-vs-B)")
     comp.add_argument("--names", nargs=2, metavar="NAME", help="names for the two runs")
+    head = cmds.add_parser("head", help="cross-validate the relevance head; optionally fit and save the final one")
+    head.add_argument("--plan", required=True, metavar="PLAN", help="directory holding folds.json")
+    head.add_argument("--out", metavar="DIR", help="results directory (default PLAN/head)")
+    head.add_argument("--model", metavar="GGUF", help="base GGUF to embed with (default: the embedded Gemma 3 270M)")
+    head.add_argument("--threads", type=int, default=2, help="llama.cpp threads for the embeddings")
+    head.add_argument("--adapter-run", default="shipped", help="eval cv run NAME to compare with (if present)")
+    head.add_argument(
+        "--save-head", metavar="FILE", help="fit on every item and write the head (models/relevance-head.json)"
+    )
     return cv
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from evaluation.crossval import plan_records, read_plan
+    from evaluation.relevance_cv import fit_final, run_head_cv
+    from inference.models import embedded_base_model
+
+    plan = read_plan(args.plan)
+    records = plan_records(plan)
+    model = Path(args.model) if args.model else embedded_base_model()
+    out = Path(args.out) if args.out else Path(args.plan) / "head"
+    summary = run_head_cv(Path(args.plan), plan, records, model, out, args.threads, args.adapter_run)
+    print((out / "report.md").read_text(encoding="utf-8"))
+    print(f"wrote {out}/head_cv.json, oof.jsonl, report.md, relevance.png")
+    if args.save_head:
+        head = fit_final(records, plan, model, out, summary)
+        head.save(args.save_head)
+        print(
+            f"wrote {args.save_head} (C={head.fitted['C']}, sponsor_scale={head.sponsor_scale:g}, {len(records)} items)"
+        )
+    return 0
 
 
 def main_args(args: argparse.Namespace) -> int:
@@ -61,7 +94,8 @@ def main_args(args: argparse.Namespace) -> int:
     from evaluation.runner import RunnerError
 
     try:
-        return {"plan": cmd_plan, "run": cmd_run, "compare": cmd_compare}[args.cv_command](args)
+        commands = {"plan": cmd_plan, "run": cmd_run, "compare": cmd_compare, "head": cmd_head}
+        return commands[args.cv_command](args)
     except (CvError, RunnerError, FileNotFoundError) as exc:
         print(f"eval cv {args.cv_command}: {exc}", file=sys.stderr)
         return 2

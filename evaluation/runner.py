@@ -37,10 +37,12 @@ IDENTITY_KEYS = (
     "seed",
     "n_ctx",
     "relevance_rule",
+    "relevance_head",
 )
-"""EngineConfig fields that change the generated text (n_threads does not)."""
+"""EngineConfig fields that change the generated text (n_threads does not); the relevance ones as
+served (inference.relevance.rule_identity: "auto" is recorded as the rule it resolved to)."""
 
-LEGACY_IDENTITY = {"relevance_rule": "greedy"}
+LEGACY_IDENTITY = {"relevance_rule": "greedy", "relevance_head": None}
 """What a cache written before a key existed was made with (the score was the greedy token then)."""
 
 
@@ -99,6 +101,10 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
 def engine_identity(config: Any) -> dict[str, Any]:
     """What made the cached answers: resolved model path, adapter and decoding settings."""
     identity = {key: getattr(config, key, None) for key in IDENTITY_KEYS}
+    if hasattr(config, "relevance_rule"):
+        from inference.relevance import rule_identity
+
+        identity.update(rule_identity(config))
     if identity["model_path"] is None:
         from inference.models import embedded_base_model
 
@@ -153,12 +159,18 @@ def generate(
     engine = getattr(analyzer, "engine", None)
     if engine is not None and not isinstance(engine, Engine):  # e.g. a remote server: name what answered
         identity["engine"] = f"{type(engine).__module__}.{type(engine).__name__} {getattr(engine, 'model_path', '')}"
+    seen = _head_seen(identity, refs)
+    if seen:
+        print(
+            f"eval run: warning: the relevance head was fitted on {seen} of these {len(refs)} items: its relevance "
+            "figures here are not out-of-sample (eval cv head has them)",
+            file=sys.stderr,
+        )
     pred_path = out_dir / PREDICTIONS
     rows = read_predictions(pred_path)
     _check_cache(rows, refs, out_dir, identity)
-    (out_dir / RUN_FILE).write_text(
-        json.dumps({"engine": identity, "config": _config_dict(config)}, indent=2) + "\n", encoding="utf-8"
-    )
+    run = {"engine": identity, "config": _config_dict(config), "relevance_head_fitted_on_items": seen}
+    (out_dir / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     if len(rows) > len(refs):
         rows = rows[: len(refs)]
     else:
@@ -184,12 +196,25 @@ def generate(
     return [row["output"] for row in rows], stats
 
 
+def _head_seen(identity: dict[str, Any], refs: Sequence[Reference]) -> int:
+    """How many references the served relevance head was fitted on (0 without a head)."""
+    if not identity.get("relevance_head"):
+        return 0
+    from inference.relevance import head_path
+
+    path = head_path(identity)
+    fitted = json.loads(Path(path).read_text(encoding="utf-8")).get("fitted", {}) if path else {}
+    ids = set(fitted.get("item_ids") or [])
+    return sum(ref.item_id in ids for ref in refs)
+
+
 def _complete_one(analyzer: Any, ref: Reference, index: int) -> dict[str, Any]:
     """One prediction line; a failure is recorded (empty output, scored invalid), never lost or fatal."""
     started = time.perf_counter()
     base = {"index": index, "item_id": ref.item_id, "prompt_sha256": prompt_hash(ref.prompt)}
     try:
-        completion = analyzer.complete(ref.prompt)
+        head_input = getattr(ref, "head_input", None) if getattr(analyzer, "head", None) is not None else None
+        completion = analyzer.complete(ref.prompt, head_input) if head_input else analyzer.complete(ref.prompt)
     except Exception as exc:  # noqa: BLE001 - one bad item must not end a long run
         print(f"eval run: item {index} ({ref.item_id}) failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return {"output": "", **base, "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}

@@ -30,6 +30,16 @@ class Reference:
     answer: str
     record: Record
     item_id: str
+    head_input: Any = None
+    """What the relevance head reads of the item (inference.relevance_head.HeadInput: its whole text)."""
+
+
+def reference(row: Any) -> Reference:
+    """The Reference of one data.dataset.Record."""
+    from inference.relevance_head import HeadInput
+
+    head_input = HeadInput(row.title, row.full_content, row.is_sponsored)
+    return Reference(row.prompt, row.answer, parse_reference(row.answer), row.item_id, head_input)
 
 
 def load_references(path: str | Path, limit: int | None = None) -> list[Reference]:
@@ -39,7 +49,7 @@ def load_references(path: str | Path, limit: int | None = None) -> list[Referenc
     rows = load_dataset(path)
     if limit is not None:
         rows = rows[: max(limit, 0)]
-    return [Reference(r.prompt, r.answer, parse_reference(r.answer), r.item_id) for r in rows]
+    return [reference(r) for r in rows]
 
 
 def fingerprint(refs: Sequence[Reference]) -> str:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import schemas
-from data.prompts import PROMPT_TEMPLATE, format_title, prepare_content, render_prompt
+from data.prompts import PROMPT_TEMPLATE, format_title, is_sponsored_item, parse_prompt, prepare_content, render_prompt
 from inference.engine import Engine, EngineConfig, EngineError, Generation
 from inference.grammar import close_json_prefix, fill_missing, json_constraint
-from inference.relevance import relevance_result, score_probe
+from inference.relevance import DEFAULT_RULE, RULES, median, relevance_result, score_probe, serving_rule
+from inference.relevance_head import HeadInput, HeadScorer
 from ingest.newsletter import Newsletter, split_newsletter
 from ingest.report import render_markdown
 from ingest.sanitize import clean_text
@@ -78,6 +79,8 @@ class _Prepared:
     truncated: bool
     prompt: list[int]
     """The chat prompt's tokens, as the context fit counted them (generation reuses them)."""
+    head_input: HeadInput
+    """What the relevance head reads: the whole (cleaned) text, not the cut the prompt shows."""
 
 
 ProgressFn = Callable[[int, int, dict[str, Any], float], None]
@@ -101,58 +104,92 @@ class EngineLike(Protocol):
         on_done: Callable[[int, Generation], None] | None = None,
         shared_prefix: str | None = None,
         cancelled: Callable[[], bool] | None = None,
+        choices: Sequence[str | None] | None = None,
     ) -> list[Generation]: ...
 
 
-def article_engine(config: EngineConfig | None = None) -> Engine:
+def article_engine(config: EngineConfig | None = None, rule: str | None = None) -> Engine:
     """The llama.cpp engine constrained to the article schema (grammar, list-repeat and stop rules),
     reading the score distribution at the score position (`inference.relevance`)."""
-    rule = config.relevance_rule if config else EngineConfig.relevance_rule
+    rule = rule or (config.relevance_rule if config else EngineConfig.relevance_rule)
     return Engine(config, json_constraint(schemas.load_schema("article_analysis"), score_probe(rule)))
 
 
 class Analyzer:
     """Thread-safe (the engine serializes generations); loads the model on first use.
 
-    `engine`: any EngineLike (default: `article_engine(config)`, the real llama.cpp one)."""
+    `engine`: any EngineLike (default: `article_engine(config)`, the real llama.cpp one).
+    `head`: the relevance head that writes the score (default: the one `config` asks for, when the
+    analyzer builds its own engine; an engine passed in gets none unless one is passed too)."""
 
     def __init__(
-        self, config: EngineConfig | None = None, *, engine: EngineLike | None = None, max_items: int = MAX_ITEMS
+        self,
+        config: EngineConfig | None = None,
+        *,
+        engine: EngineLike | None = None,
+        max_items: int = MAX_ITEMS,
+        head: HeadScorer | None = None,
     ):
-        self.engine = engine if engine is not None else article_engine(config)
+        if engine is None:
+            rule, scorer = serving_rule(config or EngineConfig())
+            engine = article_engine(config, "greedy" if scorer else rule)
+            head = head or scorer
+        self.engine = engine
+        self.head = head
         self.config = self.engine.config
+        rule = getattr(self.config, "relevance_rule", DEFAULT_RULE)
+        self.rule = "head" if head else rule if rule in RULES else DEFAULT_RULE
+        """The rule the written score comes from (reported in every result's `relevance.rule`)."""
         self.max_items = max_items
         self._template_head = PROMPT_TEMPLATE[: PROMPT_TEMPLATE.index("{title}")]
         self._schema = schemas.load_schema("article_analysis")
 
     # --- the generation path -------------------------------------------------------------------
 
-    def complete(self, user_prompt: str) -> Completion:
-        """Answer one user prompt (e.g. evaluation's reference prompt) with a schema-valid analysis."""
-        return self.complete_many([user_prompt])[0]
+    def complete(self, user_prompt: str, head_input: HeadInput | None = None) -> Completion:
+        """Answer one user prompt (e.g. evaluation's reference prompt) with a schema-valid analysis.
+
+        `head_input`: what the relevance head reads (evaluation passes the item's whole text); None:
+        the title and content shown in the prompt."""
+        if self.head is not None and head_input is None:
+            title, content = parse_prompt(user_prompt) or ("", user_prompt)
+            head_input = HeadInput(title, content)
+        return self.complete_many([user_prompt], head_inputs=[head_input] if head_input else None)[0]
 
     def complete_many(
         self,
         user_prompts: Sequence[str | list[int]],
         on_done: Callable[[int, Completion], None] | None = None,
         cancelled: Cancelled = None,
+        head_inputs: Sequence[HeadInput] | None = None,
     ):
         """`complete` for several prompts (user prompts, or chat-prompt tokens from `engine.prompt_tokens`),
-        decoded in parallel; results in input order. `cancelled()` turning true stops it (EngineError)."""
+        decoded in parallel; results in input order. `cancelled()` turning true stops it (EngineError).
+        With a relevance head, `head_inputs` (one per prompt) are scored first and their scores written."""
+        distributions = self._head_distributions(head_inputs, len(user_prompts))
+        choices = [str(median(p)) for p in distributions] if distributions else None
 
         def finished(index: int, gen: Generation) -> None:
             if on_done:
-                on_done(index, self._completion(gen))
+                on_done(index, self._completion(gen, distributions[index] if distributions else None))
 
         gens = self.engine.generate(
             list(user_prompts),
             on_done=finished if on_done else None,
             shared_prefix=self._template_head,
             cancelled=cancelled,
+            **({"choices": choices} if choices else {}),
         )
-        return [self._completion(g) for g in gens]
+        return [self._completion(g, distributions[i] if distributions else None) for i, g in enumerate(gens)]
 
-    def _completion(self, gen: Generation) -> Completion:
+    def _head_distributions(self, inputs: Sequence[HeadInput] | None, n: int) -> list[list[float]] | None:
+        if self.head is None or inputs is None:
+            return None
+        if len(inputs) != n:
+            raise ValueError(f"{len(inputs)} head inputs for {n} prompts")
+        return [list(map(float, row)) for row in self.head.probabilities(list(inputs))]
+
+    def _completion(self, gen: Generation, distribution: list[float] | None = None) -> Completion:
         text = gen.text
         if gen.finish_reason == "length":
             log.warning("answer reached max_tokens=%d; closing it at its last complete value", self.config.max_tokens)
@@ -164,6 +201,16 @@ class Analyzer:
         for key, value in analysis.items():
             if isinstance(value, list):  # a small model repeats list items; the metrics count sets anyway
                 analysis[key] = list(dict.fromkeys(value))
+        if distribution is not None:
+            written = median(distribution)
+            if analysis["relevance_score"] != written:  # the grammar refused the head's score (never seen)
+                log.warning(
+                    "the answer wrote relevance %s; the head's %d is reported", analysis["relevance_score"], written
+                )
+                analysis["relevance_score"] = written
+            relevance = relevance_result(dict(zip(map(str, range(1, 11)), distribution, strict=True)), written, "head")
+        else:
+            relevance = relevance_result(gen.probe, analysis["relevance_score"], self.rule)
         problems = schemas.errors("article_analysis", analysis)
         if problems:
             raise EngineError(f"the model's answer breaks the schema: {'; '.join(problems)}")
@@ -174,7 +221,7 @@ class Analyzer:
             completion_tokens=gen.completion_tokens,
             seconds=gen.seconds,
             finish_reason=gen.finish_reason,
-            relevance=relevance_result(gen.probe, analysis["relevance_score"], self.config.relevance_rule),
+            relevance=relevance,
         )
 
     # --- items ---------------------------------------------------------------------------------
@@ -211,7 +258,10 @@ class Analyzer:
                 on_item(done[0], len(prepared), self._result(prepared[index], completion), completion.seconds)
 
         completions = self.complete_many(
-            [p.prompt for p in prepared], on_done=finished if on_item else None, cancelled=cancelled
+            [p.prompt for p in prepared],
+            on_done=finished if on_item else None,
+            cancelled=cancelled,
+            head_inputs=[p.head_input for p in prepared],
         )
         log.info("%d item(s) analyzed in %.1f s", len(prepared), time.perf_counter() - started)
         return [self._result(p, c) for p, c in zip(prepared, completions, strict=True)]
@@ -243,7 +293,8 @@ class Analyzer:
         shown_title = format_title(title)
         tokens, squeezed = self._fit(shown_title, body)
         shown = content[:CONTENT_CHARS]
-        return _Prepared(title, url, shown, bool(item.is_sponsored), truncated or cut or squeezed, tokens)
+        head_input = HeadInput(shown_title, content, is_sponsored_item(title, item.is_sponsored))
+        return _Prepared(title, url, shown, bool(item.is_sponsored), truncated or cut or squeezed, tokens, head_input)
 
     def _fit(self, title: str, body: str) -> tuple[list[int], bool]:
         """Cut `body` until the chat prompt leaves room for the answer in the context; (tokens, was_cut)."""

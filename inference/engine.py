@@ -104,8 +104,11 @@ class EngineConfig:
     padded only to a multiple of 4 rows, 1 of 5; padded to all 16 rows in slot order, 6 of 6
     (bit-identical, score distributions included). The cost: every step computes all rows (padding
     rows skip the output head), so a lone item runs slower with many slots."""
-    relevance_rule: str = "median"
-    """How the analyzer's score probe writes the score (inference.relevance.RULES); the engine only runs it."""
+    relevance_rule: str = "auto"
+    """How the written score is chosen: "auto" (the relevance head where it fits the model, else
+    "median"), "head", or a rule over the adapter's own distribution (inference.relevance.RULES)."""
+    relevance_head: str | None = None
+    """Relevance head file (inference.relevance_head); None -> models/relevance-head.json."""
     n_parallel: int = 8
     """Sequence slots decoded together (a newsletter's items, concurrent calls). With pad_rows, an
     answer does not depend on what else runs, but does on this number (the step's row count).
@@ -200,6 +203,9 @@ class _Job:
     probe_first: dict[int, float] | None = None
     """Probabilities of the probe's first tokens at the probe position, until the choice is made."""
     probe: dict[str, float] | None = None
+    choice: str | None = None
+    """The probe's answer chosen by the caller (e.g. the relevance head's score): written where the
+    probe fires, without reading the model's distribution (no scratch decode)."""
     forced_count: int = 0
     first_token: float | None = None
     logits_row: int = -1
@@ -465,6 +471,7 @@ class Engine:
         on_done: Callable[[int, Generation], None] | None = None,
         shared_prefix: str | None = None,
         cancelled: Callable[[], bool] | None = None,
+        choices: Sequence[str | None] | None = None,
     ) -> list[Generation]:
         """Answer each user prompt (greedy), in the chat turns of `config.chat_format`; results in prompt order.
 
@@ -482,6 +489,8 @@ class Engine:
         prompts run in parallel).
         `shared_prefix`: text most user prompts start with (the template's head); its tokens become
         a chunk of their own, computed once per sequence and reused by every later prompt.
+        `choices[i]`: what prompt i's probe writes (one of the constraint's probe choices; None: the
+        probe's own rule), e.g. the relevance head's score.
         """
         budget = max_tokens or self.config.max_tokens
         if grammar not in GRAMMAR_MODES:
@@ -497,9 +506,16 @@ class Engine:
                     f"prompt {i} has {len(tokens)} tokens; with {budget} answer tokens it exceeds "
                     f"the context of {self.config.n_ctx} (shorten the input or raise n_ctx)"
                 )
+        choices = list(choices) if choices is not None else [None] * len(tokenized)
+        if len(choices) != len(tokenized):
+            raise ValueError(f"{len(choices)} choices for {len(tokenized)} prompts")
+        for choice in choices:
+            if choice is not None and (self._probe is None or choice not in self._probe.tokens):
+                raise ValueError(f"choice {choice!r} is not one of this engine's probe choices")
         request = _Request(cancelled=cancelled)
         for i, tokens in enumerate(tokenized):
-            request.jobs.append(_Job(i, tokens, budget, 0.0, _boundaries(tokens, head), grammar, request))
+            job = _Job(i, tokens, budget, 0.0, _boundaries(tokens, head), grammar, request, choice=choices[i])
+            request.jobs.append(job)
         results: list[Generation | None] = [None] * len(tokenized)
         if not tokenized:
             return []
@@ -756,7 +772,13 @@ class Engine:
             else:
                 token = self._all.best_allowed(slot.grammar, self._all_ids, logits)
             job.grammar_seconds += time.perf_counter() - started
-            if self._probe and job.probe is None and self._probe_fires(job, token):
+            if self._probe and job.choice is not None and self._probe_fires(job, token):
+                tokens = self._probe.tokens[job.choice]
+                job.choice = None  # written once
+                if self._allowed(slot.grammar, tokens[0]):
+                    job.forced = list(tokens[1:])
+                    token = tokens[0]
+            elif self._probe and job.probe is None and self._probe_fires(job, token):
                 job.probe_first = _probabilities(logits, self._probe.first)
                 job.pending = [token]  # the greedy choice, kept in case the probe chooses none
                 return None

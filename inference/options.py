@@ -55,9 +55,13 @@ MODEL_OPTIONS: tuple[Option, ...] = (
     Option(
         "--relevance-rule",
         str,
-        "how the score is read from the model's score distribution: median, mean, greedy",
-        "median",
+        "how the score is chosen: auto (the relevance head where it fits the model, else median), head, "
+        "or from the adapter's own score distribution: median, mean, greedy",
+        "auto",
         field="relevance_rule",
+    ),
+    Option(
+        "--relevance-head", str, "relevance head file (default: models/relevance-head.json)", field="relevance_head"
     ),
     Option("--parallel", int, "sequence slots decoded together (items, concurrent calls)", 8, field="n_parallel"),
     Option("--max-items", int, "items analyzed per newsletter", 40),

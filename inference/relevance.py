@@ -5,17 +5,23 @@ nothing. At the score position the engine reads P(1) .. P(10) exactly (a `Probe`
 written is read off that distribution by a rule; the result also carries the distribution's mean,
 which callers sort by, and the probability of the written score.
 
-Rules are data (`RULES`): "median" (the distribution's median; the default), "mean" (its rounded
-mean) and "greedy" (the model's own token: the old behaviour, kept for comparison). The default is
-provisional until the cross-validation protocol (docs/crossval.md) has chosen between them.
+Rules are data (`RULES`): "median" (the distribution's median), "mean" (its rounded mean) and
+"greedy" (the model's own token: the old behaviour, kept for comparison). "head" replaces the
+adapter's distribution by the relevance head's (inference.relevance_head), which cross-validation
+chose over all three (docs/relevance.md); "auto", the default, is "head" wherever the head fits the
+served model and "median" elsewhere (another base model, a merged GGUF, a head-less install).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
+from typing import Any
 
 from inference.grammar import Probe
+
+log = logging.getLogger(__name__)
 
 SCORES = tuple(range(1, 11))
 SCORE_POSITION = re.compile(r'"relevance_score"\s*:\s*$')
@@ -45,6 +51,10 @@ RULES: dict[str, Callable[[list[float]], int] | None] = {"median": median, "mean
 """Rule name -> how the written score is read from P(1..10) (None: the greedy token)."""
 
 DEFAULT_RULE = "median"
+"""The rule where no head applies."""
+
+HEAD_RULES = ("auto", "head")
+"""Rules served by the relevance head (the engine's probe then writes the head's choice)."""
 
 
 def as_list(probe: dict[str, float]) -> list[float]:
@@ -71,3 +81,68 @@ def relevance_result(probe: dict[str, float] | None, written: int, rule: str) ->
         "probabilities": probabilities,
         "rule": rule,
     }
+
+
+def _head_for(config: Any):
+    """(head file, head, base GGUF) the config asks for, or None when no head applies (reason logged)."""
+    from inference.models import EMBEDDED_BASE_SIZE, embedded_base_model
+    from inference.relevance_head import HeadError, default_head_path, load_head, matches_model
+
+    explicit = config.relevance_rule == "head"
+    path = config.relevance_head or default_head_path()
+    if path is None:
+        if explicit:
+            raise HeadError("--relevance-rule head: no relevance head file (models/relevance-head.json is not here)")
+        log.warning("no relevance head in this install: relevance is read by the %s rule", DEFAULT_RULE)
+        return None
+    head = load_head(path)
+    if config.model_path is None:  # the embedded base: trusted by size, as inference.models does
+        fits = head.base_model.get("size") == EMBEDDED_BASE_SIZE
+        base = embedded_base_model() if fits else None
+    else:
+        base = config.model_path
+        from pathlib import Path
+
+        if not Path(base).is_file():
+            return None  # the engine names the missing model file when it loads
+        fits = matches_model(head, base)
+    if not fits:
+        message = f"the relevance head {path} was fitted on {head.base_model.get('name')}, not on this model"
+        if explicit:
+            raise HeadError(message + " (use --relevance-rule median, or fit a head for it: eval cv head)")
+        log.info("%s: relevance is read by the %s rule", message, DEFAULT_RULE)
+        return None
+    return path, head, base
+
+
+def serving_rule(config: Any) -> tuple[str, Any]:
+    """(the rule actually served, a HeadScorer or None) for an EngineConfig."""
+    if config.relevance_rule not in HEAD_RULES:
+        return config.relevance_rule, None
+    found = _head_for(config)
+    if found is None:
+        return DEFAULT_RULE, None
+    from inference.relevance_head import Embedder, HeadScorer
+
+    _, head, base = found
+    return "head", HeadScorer(head, Embedder(base, config.threads(), config.n_gpu_layers))
+
+
+def rule_identity(config: Any) -> dict[str, Any]:
+    """What decides the written score, for caches: the rule served and the head file's sha256."""
+    if config.relevance_rule not in HEAD_RULES:
+        return {"relevance_rule": config.relevance_rule, "relevance_head": None}
+    found = _head_for(config)
+    if found is None:
+        return {"relevance_rule": DEFAULT_RULE, "relevance_head": None}
+    import hashlib
+    from pathlib import Path
+
+    path = str(Path(found[0]).resolve())
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"relevance_rule": "head", "relevance_head": digest, "relevance_head_path": path}
+
+
+def head_path(identity: dict[str, Any]) -> str | None:
+    """The head file an identity (`rule_identity`) names."""
+    return identity.get("relevance_head_path")

@@ -55,3 +55,15 @@ def _fast_tests_load_no_real_model(request, monkeypatch):
         load(self)
 
     monkeypatch.setattr(engine.Engine, "_load", guarded)
+
+    from inference import relevance_head
+
+    embed_load = relevance_head.Embedder._load
+
+    def guarded_embedder(self):
+        path = Path(self.model_path)
+        if path.is_file() and path.stat().st_size == EMBEDDED_BASE_SIZE:
+            pytest.fail("a fast test embedded with the real Gemma 3 270M: mark it @pytest.mark.slow")
+        return embed_load(self)
+
+    monkeypatch.setattr(relevance_head.Embedder, "_load", guarded_embedder)

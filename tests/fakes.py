@@ -58,7 +58,9 @@ class FakeEngine:
         grammar: str = "fast",
         max_tokens: int | None = None,
         cancelled: Callable[[], bool] | None = None,
+        choices: Sequence[str | None] | None = None,
     ) -> list[Generation]:
+        """`choices[i]`: the score prompt i's answer writes (as the real engine's probe writes it)."""
         self.load()
         texts = [p if isinstance(p, str) else self._texts.get(tuple(p), "") for p in prompts]
         self.calls.append(texts)
@@ -73,20 +75,20 @@ class FakeEngine:
                 raise EngineError("the generation was cancelled")
             if "FAKE_FAIL" in text:
                 raise EngineError("the fake engine was told to fail")
-            gen = self._answer(text)
+            gen = self._answer(text, choices[index] if choices else None)
             out.append(gen)
             if on_done:
                 on_done(index, gen)
         return out
 
-    def _answer(self, prompt: str) -> Generation:
+    def _answer(self, prompt: str, choice: str | None = None) -> Generation:
         started = time.perf_counter()
         match = _TITLE.search(prompt)
         title = match.group(1).strip("* ") if match else ""
         digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
         words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9-]{2,}", title)][:3]
         answer = {
-            "relevance_score": 1 + digest % 10,
+            "relevance_score": int(choice) if choice else 1 + digest % 10,
             "summary": "",
             "key_insights": [w.lower() for w in words] or ["news"],
             "company_names": [w for w in words if w[:1].isupper()][:1],

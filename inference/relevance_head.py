@@ -1,0 +1,225 @@
+"""The relevance head: a small softmax layer over the base model's text embedding that scores an item.
+
+Why not the adapter's own score: decoded greedily it writes 10 or 1 for almost everything, and even
+its score distribution ranks poorly out of fold (docs/relevance.md). Annotators scored "is this
+about AI, and is it news rather than an ad"; the base model's mean-pooled embedding of the item's
+whole text separates that well, and a linear softmax over it, fitted on training folds only, is
+what the cross-validation protocol chose (`news-enhancer eval cv head`).
+
+The head reads the item's full text (title + all of its content, up to `HEAD_CHARS`), not the first
+sentence the adapter's prompt shows, and whether the item is sponsored. Its distribution over 1..10
+gives the written score (its median: the integer with the least expected absolute error), the
+expected value callers sort by, and the confidence. The adapter then writes that score into its
+answer (a probe choice), so the answer text and the reported score agree.
+
+The head is data: `models/relevance-head.json` (weights, the feature recipe, the base model it was
+fitted on, and the cross-validation figures it was chosen with). Serving, evaluation and fitting all
+compute features through `head_text` and `Embedder`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SCORES = tuple(range(1, 11))
+
+HEAD_CHARS = 2000
+"""Content characters the head reads (the data's longest item has 957; a long-form story's lead is enough)."""
+
+HEAD_FILE = "relevance-head.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HeadInput:
+    """What the head reads of an item."""
+
+    title: str
+    content: str
+    is_sponsored: bool = False
+
+
+def head_text(title: str, content: str) -> str:
+    """The one text the base model embeds for an item (fitting, serving and evaluation)."""
+    return f"Title: {title.strip()}\nContent: {content.strip()[:HEAD_CHARS]}"
+
+
+@dataclass
+class RelevanceHead:
+    """softmax(W @ [(e - mean) / scale, sponsor * sponsor_scale] + b) over `classes` (absent scores get 0)."""
+
+    classes: list[int]
+    weights: np.ndarray
+    """(len(classes), dim + 1): the last column is the sponsored feature's."""
+    bias: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    sponsor_scale: float
+    base_model: dict[str, Any]
+    """{"name", "sha256", "size"} of the GGUF whose embeddings it was fitted on."""
+    fitted: dict[str, Any] = field(default_factory=dict)
+    """Provenance: data sha256, items, regularization, and the cross-validation figures."""
+
+    def features(self, embeddings: np.ndarray, sponsored: np.ndarray) -> np.ndarray:
+        z = (np.asarray(embeddings, dtype=np.float64) - self.mean) / self.scale
+        return np.hstack([z, np.asarray(sponsored, dtype=np.float64).reshape(-1, 1) * self.sponsor_scale])
+
+    def probabilities(self, embeddings: np.ndarray, sponsored: np.ndarray) -> np.ndarray:
+        """P(score) for scores 1..10, one row per item."""
+        logits = self.features(embeddings, sponsored) @ self.weights.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        out = np.zeros((len(p), len(SCORES)))
+        for j, score in enumerate(self.classes):
+            out[:, score - 1] = p[:, j]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "news-enhancer relevance head",
+            "version": FORMAT_VERSION,
+            "classes": self.classes,
+            "sponsor_scale": self.sponsor_scale,
+            "base_model": self.base_model,
+            "text": {"recipe": "Title: {title}\\nContent: {content}", "content_chars": HEAD_CHARS, "pooling": "mean"},
+            "fitted": self.fitted,
+            "bias": [round(float(v), 7) for v in self.bias],
+            "mean": [round(float(v), 7) for v in self.mean],
+            "scale": [round(float(v), 7) for v in self.scale],
+            "weights": [[round(float(v), 7) for v in row] for row in self.weights],
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
+
+
+class HeadError(ValueError):
+    pass
+
+
+def load_head(path: str | Path) -> RelevanceHead:
+    """Read a head file; a broken or foreign one is a clear error, not a crash later."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        if raw.get("format") != "news-enhancer relevance head" or raw.get("version") != FORMAT_VERSION:
+            raise HeadError(f"{path}: not a relevance head file (format/version)")
+        weights = np.asarray(raw["weights"], dtype=np.float64)
+        head = RelevanceHead(
+            classes=[int(c) for c in raw["classes"]],
+            weights=weights,
+            bias=np.asarray(raw["bias"], dtype=np.float64),
+            mean=np.asarray(raw["mean"], dtype=np.float64),
+            scale=np.asarray(raw["scale"], dtype=np.float64),
+            sponsor_scale=float(raw["sponsor_scale"]),
+            base_model=dict(raw["base_model"]),
+            fitted=dict(raw.get("fitted") or {}),
+        )
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, HeadError):
+            raise
+        raise HeadError(f"{path}: cannot read the relevance head ({type(exc).__name__}: {exc})") from exc
+    dim = len(head.mean)
+    if weights.shape != (len(head.classes), dim + 1) or len(head.bias) != len(head.classes) or len(head.scale) != dim:
+        raise HeadError(f"{path}: inconsistent shapes (weights {weights.shape}, {dim} features)")
+    if not set(head.classes) <= set(SCORES):
+        raise HeadError(f"{path}: classes must be scores 1..10, got {head.classes}")
+    return head
+
+
+def default_head_path() -> Path | None:
+    """The shipped head in this checkout's `models/`, or None when it is absent."""
+    path = Path(__file__).resolve().parent.parent / "models" / HEAD_FILE
+    return path if path.is_file() else None
+
+
+def model_identity(path: str | Path) -> dict[str, Any]:
+    """Name, size and sha256 of a GGUF (what a head records and is checked against)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def matches_model(head: RelevanceHead, path: str | Path) -> bool:
+    """Whether `path` is the GGUF the head was fitted on (size first: hashing 250 MB costs a second)."""
+    path = Path(path)
+    if path.stat().st_size != head.base_model.get("size"):
+        return False
+    return model_identity(path)["sha256"] == head.base_model.get("sha256")
+
+
+class Embedder:
+    """Mean-pooled embeddings of texts from a GGUF with no adapter (its own small llama.cpp context).
+
+    One text per decode call: with several sequences in a call, llama.cpp's CPU kernels give a row
+    slightly different numbers (see EngineConfig.pad_rows), and a score must not depend on what else
+    was in the batch. Thread-safe (a lock); loads on first use.
+    """
+
+    def __init__(self, model_path: str | Path, n_threads: int = 2, n_gpu_layers: int = 0, n_ctx: int = 1024):
+        self.model_path = str(model_path)
+        self.n_threads = n_threads
+        self.n_gpu_layers = n_gpu_layers
+        self.n_ctx = n_ctx
+        self._llm: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            import llama_cpp
+
+            self._llm = llama_cpp.Llama(
+                model_path=self.model_path,
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_ctx=self.n_ctx,
+                n_batch=self.n_ctx,
+                n_ubatch=self.n_ctx,
+                n_threads=self.n_threads,
+                n_gpu_layers=self.n_gpu_layers,
+                verbose=False,
+            )
+        return self._llm
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            llm = self._load()
+            return np.asarray([llm.embed(text, truncate=True) for text in texts], dtype=np.float64)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
+
+@dataclass
+class HeadScorer:
+    """A head and the embedder of its base model: items in, score distributions out."""
+
+    head: RelevanceHead
+    embedder: Embedder
+
+    def probabilities(self, inputs: list[HeadInput]) -> np.ndarray:
+        if not inputs:
+            return np.zeros((0, len(SCORES)))
+        embeddings = self.embedder.embed([head_text(i.title, i.content) for i in inputs])
+        return self.head.probabilities(embeddings, np.array([i.is_sponsored for i in inputs], dtype=float))
+
+
+def describe(head: RelevanceHead) -> dict[str, Any]:
+    """A short summary for logs and manifests."""
+    return {"classes": head.classes, "base_model": head.base_model, **{k: head.fitted.get(k) for k in ("C", "items")}}
