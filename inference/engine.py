@@ -206,6 +206,8 @@ class _Job:
     choice: str | None = None
     """The probe's answer chosen by the caller (e.g. the relevance head's score): written where the
     probe fires, without reading the model's distribution (no scratch decode)."""
+    banned: list[int] = field(default_factory=list)
+    """Tokens the next step may not choose (what would extend a one-token probe choice)."""
     forced_count: int = 0
     first_token: float | None = None
     logits_row: int = -1
@@ -755,6 +757,10 @@ class Engine:
         lc = self._llama_cpp
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, job.logits_row), shape=(self.n_vocab,))
         job.logits_row = -1
+        if job.banned:  # the token after a one-token probe choice must not extend it ("1" into "10")
+            logits = logits.copy()
+            logits[job.banned] = -np.inf
+            job.banned = []
         token = int(np.argmax(logits))
         if not job.generated:
             job.first_token = time.perf_counter()
@@ -776,7 +782,7 @@ class Engine:
                 tokens = self._probe.tokens[job.choice]
                 job.choice = None  # written once
                 if self._allowed(slot.grammar, tokens[0]):
-                    job.forced = list(tokens[1:])
+                    job.forced, job.banned = list(tokens[1:]), _extensions(self._probe, tokens)
                     token = tokens[0]
             elif self._probe and job.probe is None and self._probe_fires(job, token):
                 job.probe_first = _probabilities(logits, self._probe.first)
@@ -861,7 +867,7 @@ class Engine:
         tokens = table.tokens[table.spec.choose(dict(job.probe))]
         if not self._allowed(slot.grammar, tokens[0]):
             return greedy  # the grammar has the last word (cannot happen for digits at a score)
-        job.forced = list(tokens[1:])
+        job.forced, job.banned = list(tokens[1:]), _extensions(self._probe, tokens)
         return tokens[0]
 
     def _scratch_probabilities(self, slot: _Slot, token: int, targets: list[int]) -> dict[int, float]:
@@ -946,6 +952,13 @@ def _probe_table(spec: Probe | None, tokenize: Callable[[str, bool, bool], list[
     for choice, ids in tokens.items():
         tree.setdefault(ids[0], {})[choice] = ids
     return _ProbeTable(spec, tokens, tree, set(tree))
+
+
+def _extensions(table: _ProbeTable, tokens: list[int]) -> list[int]:
+    """Second tokens of the longer choices a one-token choice is the start of ("0" after "1": 10)."""
+    if len(tokens) != 1:
+        return []
+    return sorted({ids[1] for ids in table.tree[tokens[0]].values() if len(ids) == 2})
 
 
 def _probabilities(logits: np.ndarray, ids: set[int]) -> dict[int, float]:

@@ -5,6 +5,7 @@ embed with the real Gemma, run `eval cv head` end to end on a fixture, and serve
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -205,13 +206,35 @@ def test_the_engine_writes_a_chosen_score():
     engine = article_engine(EngineConfig(**TEST_CONFIG), "greedy")
     try:
         prompt = render_prompt("**Acme ships a model **", "Acme released an open model.")
-        texts = [g.text for g in engine.generate([prompt, prompt], choices=["7", "10"], max_tokens=24)]
+        texts = [g.text for g in engine.generate([prompt] * 3, choices=["7", "10", "1"], max_tokens=24)]
         assert texts[0].startswith('{\n  "relevance_score": 7,')
         assert texts[1].startswith('{\n  "relevance_score": 10,')
+        # "1" is also the first token of "10": the next token may not extend it (the model would write 10 here)
+        assert texts[2].startswith('{\n  "relevance_score": 1,')
         with pytest.raises(ValueError, match="not one of"):
             engine.generate([prompt], choices=["11"])
     finally:
         engine.close()
+
+
+@pytest.mark.slow
+def test_the_shipped_head_serves_by_default_and_ignores_the_batch(analyzer):
+    assert analyzer.rule == "head"
+    prompts = [
+        render_prompt("**Mistral releases a 3B vision model **", "Mistral released Pixtral Edge for phones."),
+        render_prompt("**Try ZapNotes today (Sponsor)**", "Sign up and get three months free."),
+        render_prompt("**City council votes on bike lanes **", "The council approved new bike lanes."),
+    ]
+    together = analyzer.complete_many(prompts, head_inputs=[HeadInput(*parse_prompt(p)) for p in prompts])
+    alone = [analyzer.complete(p) for p in prompts]
+    for a, b in zip(together, alone, strict=True):
+        assert a.raw == b.raw and a.relevance == b.relevance and a.relevance["rule"] == "head"
+        written = int(re.search(r'"relevance_score": (\d+)', a.raw).group(1))  # raw may be cut at max_tokens
+        assert written == a.analysis["relevance_score"] == median_scores(
+            np.array([a.relevance["probabilities"]])
+        )[0]
+    news, ad, other = (c.relevance["expected"] for c in together)
+    assert ad < news and ad < 4  # "(Sponsor)" in the title marks it as an ad
 
 
 @pytest.mark.slow

@@ -60,8 +60,19 @@ def test_the_probe_is_the_exact_distribution_at_the_score_position():
         engine.close()
 
 
+@pytest.fixture(scope="module")
+def median_analyzer():
+    """The adapter's own distribution read by the median rule (the default is the relevance head)."""
+    from inference.analyzer import Analyzer
+
+    a = Analyzer(EngineConfig(**TEST_CONFIG, relevance_rule="median"))
+    yield a
+    a.engine.close()
+
+
 @pytest.mark.slow
-def test_the_written_score_is_the_rules_and_answers_do_not_depend_on_the_batch(analyzer):
+def test_the_written_score_is_the_rules_and_answers_do_not_depend_on_the_batch(median_analyzer):
+    analyzer = median_analyzer
     together = analyzer.complete_many(PROMPTS[:3])
     alone = [analyzer.complete(p) for p in PROMPTS[:3]]
     for a, b in zip(together, alone, strict=True):
@@ -90,8 +101,8 @@ def test_the_greedy_rule_writes_what_the_engine_wrote_without_a_probe():
 
 
 @pytest.mark.slow
-def test_the_article_result_carries_a_schema_valid_distribution(analyzer):
-    result = analyzer.analyze_item("Nvidia and Foxconn build a robotics hub", "The two firms will spend $1.2B on it.")
+def test_the_article_result_carries_a_schema_valid_distribution(median_analyzer):
+    result = median_analyzer.analyze_item("Nvidia and Foxconn build a robotics hub", "The two firms will spend $1.2B on it.")
     schemas.validate("article_result", result)
     relevance = result["relevance"]
     assert relevance["rule"] == "median" and 1 <= relevance["expected"] <= 10
