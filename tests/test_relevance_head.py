@@ -230,9 +230,7 @@ def test_the_shipped_head_serves_by_default_and_ignores_the_batch(analyzer):
     for a, b in zip(together, alone, strict=True):
         assert a.raw == b.raw and a.relevance == b.relevance and a.relevance["rule"] == "head"
         written = int(re.search(r'"relevance_score": (\d+)', a.raw).group(1))  # raw may be cut at max_tokens
-        assert written == a.analysis["relevance_score"] == median_scores(
-            np.array([a.relevance["probabilities"]])
-        )[0]
+        assert written == a.analysis["relevance_score"] == median_scores(np.array([a.relevance["probabilities"]]))[0]
     news, ad, other = (c.relevance["expected"] for c in together)
     assert ad < news and ad < 4  # "(Sponsor)" in the title marks it as an ad
 

@@ -102,7 +102,9 @@ def test_the_greedy_rule_writes_what_the_engine_wrote_without_a_probe():
 
 @pytest.mark.slow
 def test_the_article_result_carries_a_schema_valid_distribution(median_analyzer):
-    result = median_analyzer.analyze_item("Nvidia and Foxconn build a robotics hub", "The two firms will spend $1.2B on it.")
+    result = median_analyzer.analyze_item(
+        "Nvidia and Foxconn build a robotics hub", "The two firms will spend $1.2B on it."
+    )
     schemas.validate("article_result", result)
     relevance = result["relevance"]
     assert relevance["rule"] == "median" and 1 <= relevance["expected"] <= 10
