@@ -26,6 +26,7 @@ import newsletter_speed as speed  # noqa: E402
 from inference import engine as engine_module  # noqa: E402
 from inference.analyzer import Analyzer  # noqa: E402
 from inference.engine import EngineConfig  # noqa: E402
+from inference.models import default_adapter  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +43,12 @@ def main() -> int:
     runs = []
     for chunk in args.chunks:
         engine_module.PROMPT_CHUNK = chunk
-        config = EngineConfig(n_threads=args.threads, n_parallel=args.parallel, relevance_rule=args.relevance_rule)
+        config = EngineConfig(
+            lora_path=str(default_adapter()),  # as `serve` (inference.models.resolve_model_files)
+            n_threads=args.threads,
+            n_parallel=args.parallel,
+            relevance_rule=args.relevance_rule,
+        )
         analyzer = Analyzer(config)
         analyzer.analyze_newsletter(text)  # load + warm caches
         started = time.perf_counter()
