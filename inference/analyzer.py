@@ -115,6 +115,12 @@ def article_engine(config: EngineConfig | None = None, rule: str | None = None) 
     return Engine(config, json_constraint(schemas.load_schema("article_analysis"), score_probe(rule)))
 
 
+def _prompt_input(user_prompt: str) -> HeadInput:
+    """What the head reads when only a prompt is given: the title and content it shows."""
+    title, content = parse_prompt(user_prompt) or ("", user_prompt)
+    return HeadInput(title, content)
+
+
 class Analyzer:
     """Thread-safe (the engine serializes generations); loads the model on first use.
 
@@ -151,9 +157,6 @@ class Analyzer:
 
         `head_input`: what the relevance head reads (evaluation passes the item's whole text); None:
         the title and content shown in the prompt."""
-        if self.head is not None and head_input is None:
-            title, content = parse_prompt(user_prompt) or ("", user_prompt)
-            head_input = HeadInput(title, content)
         return self.complete_many([user_prompt], head_inputs=[head_input] if head_input else None)[0]
 
     def complete_many(
@@ -166,6 +169,8 @@ class Analyzer:
         """`complete` for several prompts (user prompts, or chat-prompt tokens from `engine.prompt_tokens`),
         decoded in parallel; results in input order. `cancelled()` turning true stops it (EngineError).
         With a relevance head, `head_inputs` (one per prompt) are scored first and their scores written."""
+        if self.head is not None and head_inputs is None and all(isinstance(p, str) for p in user_prompts):
+            head_inputs = [_prompt_input(p) for p in user_prompts]  # type: ignore[arg-type]
         distributions = self._head_distributions(head_inputs, len(user_prompts))
         choices = [str(median(p)) for p in distributions] if distributions else None
 
