@@ -195,9 +195,30 @@ class Embedder:
         return self._llm
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """One row per text. The llama.cpp calls run on a thread of their own that ends with the call.
+
+        Why: after an embed() call made on a long-lived thread (the caller's), the engine's own decoding
+        in the same process ran 1.5-1.7x slower for good (measured: 20 items 17 s -> 25-29 s, even
+        after the embedding context was closed; bench/embed_interference.py); the same calls on a
+        short-lived thread leave it at 17-19 s. The cause is in the threading of the native library
+        (its OpenMP runtime keeps per-thread state), not in the embedding itself.
+        """
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                llm = self._load()
+                result["rows"] = [llm.embed(text, truncate=True) for text in texts]
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                result["error"] = exc
+
         with self._lock:
-            llm = self._load()
-            return np.asarray([llm.embed(text, truncate=True) for text in texts], dtype=np.float64)
+            worker = threading.Thread(target=work, name="relevance-embed", daemon=True)
+            worker.start()
+            worker.join()
+        if "error" in result:
+            raise result["error"]
+        return np.asarray(result["rows"], dtype=np.float64)
 
     def close(self) -> None:
         with self._lock:

@@ -270,3 +270,26 @@ def test_cv_head_end_to_end_and_its_head_is_served(tmp_path):
     finally:
         analyzer.engine.close()
         analyzer.head.embedder.close()
+
+
+def test_an_embedder_failure_reaches_the_caller(tmp_path):
+    """The llama.cpp calls run on a thread of their own; what fails there is raised here."""
+    from inference.relevance_head import Embedder
+
+    with pytest.raises(ValueError):
+        Embedder(tmp_path / "missing.gguf", n_threads=1).embed(["Title: x\nContent: y"])
+
+
+@pytest.mark.slow
+def test_the_embedder_is_deterministic_and_one_text_per_call():
+    from inference.models import embedded_base_model
+    from inference.relevance_head import Embedder
+
+    embedder = Embedder(embedded_base_model(), n_threads=1)
+    try:
+        texts = [head_text("**Acme ships a model **", "An open model."), head_text("**Bikes **", "New lanes.")]
+        together, alone = embedder.embed(texts), embedder.embed(texts[1:])
+        assert together.shape == (2, 640) and np.array_equal(together[1], alone[0])
+        assert not np.allclose(together[0], together[1])
+    finally:
+        embedder.close()
