@@ -140,6 +140,10 @@ class Analyzer:
             rule, scorer = serving_rule(config or EngineConfig())
             engine = article_engine(config, "greedy" if scorer else rule)
             head = head or scorer
+        elif (
+            head is None and getattr(engine, "scores_with_local_head", False) and engine.config.relevance_rule == "head"
+        ):
+            head = serving_rule(engine.config)[1]  # a remote server: the head runs here
         self.engine = engine
         self.head = head
         self.config = self.engine.config
@@ -208,9 +212,13 @@ class Analyzer:
                 analysis[key] = list(dict.fromkeys(value))
         if distribution is not None:
             written = median(distribution)
-            if analysis["relevance_score"] != written:  # the grammar refused the head's score (never seen)
-                log.warning(
-                    "the answer wrote relevance %s; the head's %d is reported", analysis["relevance_score"], written
+            if analysis["relevance_score"] != written:  # a server wrote its own (or the grammar refused: never seen)
+                level = logging.WARNING if getattr(self.engine, "forces_choices", True) else logging.DEBUG
+                log.log(
+                    level,
+                    "the answer wrote relevance %s; the head's %d is reported",
+                    analysis["relevance_score"],
+                    written,
                 )
                 analysis["relevance_score"] = written
             relevance = relevance_result(dict(zip(map(str, range(1, 11)), distribution, strict=True)), written, "head")

@@ -185,6 +185,11 @@ class ServerError(EngineError):
 class RemoteEngine:
     """EngineLike over an OpenAI-compatible server. Thread-safe; no model in this process."""
 
+    scores_with_local_head = True
+    """With `--relevance-rule head` the analyzer scores items with the local relevance head (its base
+    model ships with every install) and reports that score instead of the server's."""
+    forces_choices = False
+
     def __init__(self, config: EngineConfig | None = None, settings: ServerSettings | None = None):
         self.config = (config or EngineConfig()).resolved()
         self.settings = settings or ServerSettings.from_env()
@@ -218,7 +223,9 @@ class RemoteEngine:
                 self.load_seconds = time.perf_counter() - started
                 self._loaded = True
                 rule = getattr(self.config, "relevance_rule", "greedy")
-                if rule != "greedy":
+                if rule == "head":
+                    log.info("the server writes its greedy score; the local relevance head's score is reported")
+                elif rule != "greedy":
                     log.info("the server writes the greedy score: --relevance-rule %s applies locally only", rule)
                 log.info(
                     "inference server %s reached in %.2f s (model %s, tokens from %s)",
@@ -333,8 +340,11 @@ class RemoteEngine:
         max_tokens: int | None = None,
         grammar: str = "fast",
         cancelled: Callable[[], bool] | None = None,
+        choices: Sequence[str | None] | None = None,
     ) -> list[Generation]:
         """Answer each prompt (user prompt text, or tokens from `prompt_tokens`); results in prompt order.
+        `choices` (the relevance head's scores) cannot be forced on a server: the analyzer reports them
+        in place of the score the server wrote.
         When `cancelled()` turns true, what has not started is dropped and EngineError is raised.
 
         At most `config.n_parallel` requests are in flight; `on_done(i, gen)` runs in this thread as

@@ -536,6 +536,37 @@ def local():
     analyzer.engine.close()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_relevance_head_scores_a_remote_servers_answers(llama_server):
+    """`--relevance-rule head` on the remote backend: the server writes its own score, the local head's
+    is reported (the same score the in-process head gives the same item)."""
+    from inference.analyzer import Analyzer
+    from inference.relevance import serving_rule
+
+    config = EngineConfig(n_threads=1, max_tokens=MAX_TOKENS, relevance_rule="head")
+    analyzer = Analyzer(config, engine=RemoteEngine(config, ServerSettings(llama_server.url)))
+    try:
+        assert analyzer.rule == "head"
+        ad = analyzer.analyze_item("Try ZapNotes today (Sponsor)", "Sign up and get three months free.")
+        news = analyzer.analyze_item("Mistral releases Pixtral Edge", "A 3B vision model for phones.")
+        for result in (ad, news):
+            schemas.validate("article_result", result)
+            assert result["relevance"]["rule"] == "head"
+        _, head = serving_rule(config)
+        from inference.relevance_head import HeadInput
+
+        expected = head.probabilities(
+            [HeadInput("**Try ZapNotes today (Sponsor)**", "Sign up and get three months free.", True)]
+        )[0]
+        head.embedder.close()
+        assert ad["relevance"]["probabilities"] == pytest.approx(list(expected), abs=1e-6)
+        assert ad["relevance_score"] < news["relevance_score"]
+    finally:
+        analyzer.engine.close()
+        analyzer.head.embedder.close()
+
+
 ANALYSIS = ("relevance_score", "summary", "key_insights", "company_names", "complete", "truncated", "title", "url")
 """What the two engines must agree on (`relevance` differs by design: a server returns no score distribution)."""
 
