@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from data.dataset import Record
+from inference.relevance import median
 from inference.relevance_head import HEAD_CHARS, Embedder, HeadInput, head_text, model_identity
 from trainers.relevance_head import HeadConfig, fit_head
 
@@ -71,8 +72,8 @@ def features(records: Sequence[Record], model_path: str | Path, cache: Path, n_t
 
 
 def median_scores(p: np.ndarray) -> np.ndarray:
-    """The written score: the smallest score whose cumulative probability reaches one half."""
-    return 1 + np.argmax(np.cumsum(p, axis=1) >= 0.5 - 1e-12, axis=1)
+    """The written score of each row, by the rule serving uses (inference.relevance.median)."""
+    return np.array([median(list(row)) for row in p])
 
 
 def expected_scores(p: np.ndarray) -> np.ndarray:

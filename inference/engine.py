@@ -779,11 +779,8 @@ class Engine:
                 token = self._all.best_allowed(slot.grammar, self._all_ids, logits)
             job.grammar_seconds += time.perf_counter() - started
             if self._probe and job.choice is not None and self._probe_fires(job, token):
-                tokens = self._probe.tokens[job.choice]
-                job.choice = None  # written once
-                if self._allowed(slot.grammar, tokens[0]):
-                    job.forced, job.banned = list(tokens[1:]), _extensions(self._probe, tokens)
-                    token = tokens[0]
+                choice, job.choice = job.choice, None  # written once
+                token = self._write_choice(slot, job, choice, token)
             elif self._probe and job.probe is None and self._probe_fires(job, token):
                 job.probe_first = _probabilities(logits, self._probe.first)
                 job.pending = [token]  # the greedy choice, kept in case the probe chooses none
@@ -864,9 +861,14 @@ class Engine:
         job.probe = {name: probabilities.get(name, 0.0) / total for name in table.spec.choices}
         if table.spec.choose is None:
             return greedy
-        tokens = table.tokens[table.spec.choose(dict(job.probe))]
+        return self._write_choice(slot, job, table.spec.choose(dict(job.probe)), greedy)
+
+    def _write_choice(self, slot: _Slot, job: _Job, choice: str, fallback: int) -> int:
+        """The first token of probe `choice` (the rest forced next, its extensions banned for one
+        step), or `fallback` where the grammar refuses it (cannot happen for digits at a score)."""
+        tokens = self._probe.tokens[choice]
         if not self._allowed(slot.grammar, tokens[0]):
-            return greedy  # the grammar has the last word (cannot happen for digits at a score)
+            return fallback
         job.forced, job.banned = list(tokens[1:]), _extensions(self._probe, tokens)
         return tokens[0]
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from data.dataset import file_sha256
 from inference.grammar import Probe
 
 log = logging.getLogger(__name__)
@@ -101,8 +103,6 @@ def _head_for(config: Any):
         base = embedded_base_model() if fits else None
     else:
         base = config.model_path
-        from pathlib import Path
-
         if not Path(base).is_file():
             return None  # the engine names the missing model file when it loads
         fits = matches_model(head, base)
@@ -135,12 +135,8 @@ def rule_identity(config: Any) -> dict[str, Any]:
     found = _head_for(config)
     if found is None:
         return {"relevance_rule": DEFAULT_RULE, "relevance_head": None}
-    import hashlib
-    from pathlib import Path
-
     path = str(Path(found[0]).resolve())
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return {"relevance_rule": "head", "relevance_head": digest, "relevance_head_path": path}
+    return {"relevance_rule": "head", "relevance_head": file_sha256(path), "relevance_head_path": path}
 
 
 def head_path(identity: dict[str, Any]) -> str | None:

@@ -19,7 +19,6 @@ compute features through `head_text` and `Embedder`, so they cannot drift apart.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from data.dataset import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +147,7 @@ def default_head_path() -> Path | None:
 def model_identity(path: str | Path) -> dict[str, Any]:
     """Name, size and sha256 of a GGUF (what a head records and is checked against)."""
     path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"name": path.name, "size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def matches_model(head: RelevanceHead, path: str | Path) -> bool:
