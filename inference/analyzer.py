@@ -19,7 +19,16 @@ import schemas
 from data.prompts import PROMPT_TEMPLATE, format_title, is_sponsored_item, parse_prompt, prepare_content, render_prompt
 from inference.engine import Engine, EngineConfig, EngineError, Generation
 from inference.grammar import close_json_prefix, fill_missing, json_constraint
-from inference.relevance import DEFAULT_RULE, RULES, median, relevance_result, score_probe, serving_rule
+from inference.relevance import (
+    DEFAULT_RULE,
+    HEAD_RULES,
+    RULES,
+    as_list,
+    median,
+    relevance_result,
+    score_probe,
+    serving_rule,
+)
 from inference.relevance_head import HeadInput, HeadScorer
 from ingest.newsletter import Newsletter, split_newsletter
 from ingest.report import render_markdown
@@ -115,6 +124,11 @@ def article_engine(config: EngineConfig | None = None, rule: str | None = None) 
     return Engine(config, json_constraint(schemas.load_schema("article_analysis"), score_probe(rule)))
 
 
+def _runs_head_here(engine: EngineLike) -> bool:
+    """A remote server's engine under a head rule: the head scores items in this process."""
+    return getattr(engine, "scores_with_local_head", False) and engine.config.relevance_rule in HEAD_RULES
+
+
 def _prompt_input(user_prompt: str) -> HeadInput:
     """What the head reads when only a prompt is given: the title and content it shows."""
     title, content = parse_prompt(user_prompt) or ("", user_prompt)
@@ -140,10 +154,8 @@ class Analyzer:
             rule, scorer = serving_rule(config or EngineConfig())
             engine = article_engine(config, "greedy" if scorer else rule)
             head = head or scorer
-        elif (
-            head is None and getattr(engine, "scores_with_local_head", False) and engine.config.relevance_rule == "head"
-        ):
-            head = serving_rule(engine.config)[1]  # a remote server: the head runs here
+        elif head is None and _runs_head_here(engine):
+            head = serving_rule(engine.config)[1]
         self.engine = engine
         self.head = head
         self.config = self.engine.config
@@ -223,6 +235,9 @@ class Analyzer:
                 analysis["relevance_score"] = written
             relevance = relevance_result(dict(zip(map(str, range(1, 11)), distribution, strict=True)), written, "head")
         else:
+            read = RULES.get(self.rule)
+            if gen.probe is not None and read is not None and not getattr(self.engine, "forces_choices", True):
+                analysis["relevance_score"] = read(as_list(gen.probe))  # a server wrote its greedy score
             relevance = relevance_result(gen.probe, analysis["relevance_score"], self.rule)
         problems = schemas.errors("article_analysis", analysis)
         if problems:

@@ -15,8 +15,9 @@ served model and "median" elsewhere (another base model, a merged GGUF, a head-l
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,35 @@ def score_probe(rule: str = DEFAULT_RULE) -> Probe:
     read = RULES[rule]
     choose = None if read is None else (lambda probe: str(read(as_list(probe))))
     return Probe(SCORE_POSITION, tuple(str(s) for s in SCORES), choose)
+
+
+def from_top_logprobs(first: Mapping[str, float], after_one: Mapping[str, float] | None) -> dict[str, float] | None:
+    """P(1..10) from a server's top log-probabilities, computed as the local probe does.
+
+    `first`: token text -> log-probability at the score position; `after_one`: the same for the token
+    after a written "1" (None: not asked, so P(10) = 0 unless "10" is one token). Gemma writes 10 as
+    "1","0": P(10) = P("1") * P("0" | "1"), P(1) = P("1") * (1 - P("0" | "1")); then the ten are
+    normalized. Token texts are compared without surrounding whitespace. None: no digit in `first`."""
+    digits = _by_text(first)
+    p_one = digits.get("1", 0.0)
+    p_zero = _by_text(after_one).get("0", 0.0) if after_one else 0.0
+    probabilities = {str(s): digits.get(str(s), 0.0) for s in SCORES[1:9]}
+    probabilities["1"] = p_one * (1.0 - p_zero)
+    probabilities["10"] = digits.get("10", 0.0) + p_one * p_zero
+    total = sum(probabilities.values())
+    if total <= 0.0:
+        return None
+    return {str(s): probabilities[str(s)] / total for s in SCORES}
+
+
+def _by_text(top: Mapping[str, float]) -> dict[str, float]:
+    """Probabilities summed by stripped token text (" 7" and "7" are the same digit)."""
+    summed: dict[str, float] = {}
+    for token, logprob in top.items():
+        if isinstance(logprob, (int, float)) and math.isfinite(logprob):
+            key = token.strip()
+            summed[key] = summed.get(key, 0.0) + math.exp(logprob)
+    return summed
 
 
 def relevance_result(probe: dict[str, float] | None, written: int, rule: str) -> dict | None:

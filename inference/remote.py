@@ -22,6 +22,13 @@ Faults: connection refused or reset, timeouts, HTTP 429 and 5xx are retried with
 JSON or has no completion) is an `EngineError` at once. Messages name the server by scheme, host and
 path only; the API key (environment only, `API_KEY_ENV`) never appears in a message or a log line.
 
+Relevance: the server writes its own greedy score. Under a distribution rule (`median`, `mean`, or
+`auto` where no relevance head applies) the answer is asked with `SCORE_TOP` log-probabilities per
+token; at the score position they give P(1..9), and one more one-token request (the prompt, the
+answer up to the score and "1") gives P("0" | "1"), so P(10) and P(1) are exact as in the local
+probe (`inference.relevance.from_top_logprobs`). The analyzer then reports the rule's score and the
+distribution. A server that returns no log-probabilities gets `relevance: null` (warned once).
+
 Batching: the prompts of one `generate` call (a newsletter's items) go out concurrently, at most
 `config.n_parallel` at a time, so the server's continuous batching does the work; `on_done` is called
 in the caller's thread as each answer arrives.
@@ -49,6 +56,7 @@ import schemas
 from data.prompts import chat_format, render_chat_prompt
 from inference.engine import EngineConfig, EngineError, Generation
 from inference.grammar import json_constraint
+from inference.relevance import SCORE_POSITION, from_top_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,10 @@ LLAMA_CPP_MODES = ("grammar", "json_schema")
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 """HTTP statuses worth another attempt: busy (429), loading or overloaded (503), gateways, timeouts."""
+
+SCORE_TOP = 20
+"""Top log-probabilities asked where the score distribution is read: enough that all ten digits are
+among them at the score position (the grammar allows only digits there; the raw logits do not)."""
 
 MAX_BACKOFF = 30.0
 """Seconds: the longest wait between two attempts (also caps a server's Retry-After)."""
@@ -186,9 +198,10 @@ class RemoteEngine:
     """EngineLike over an OpenAI-compatible server. Thread-safe; no model in this process."""
 
     scores_with_local_head = True
-    """With `--relevance-rule head` the analyzer scores items with the local relevance head (its base
-    model ships with every install) and reports that score instead of the server's."""
+    """With `--relevance-rule head` or `auto` the analyzer scores items with the local relevance head
+    (its base model ships with every install) and reports that score instead of the server's."""
     forces_choices = False
+    """The server writes its own score; the analyzer reports the head's or the rule's in its place."""
 
     def __init__(self, config: EngineConfig | None = None, settings: ServerSettings | None = None):
         self.config = (config or EngineConfig()).resolved()
@@ -207,6 +220,9 @@ class RemoteEngine:
         fmt = chat_format(self.config.chat_format)
         turns = fmt.user_start + fmt.user_end + fmt.assistant_start + fmt.assistant_end
         self._markers = sorted(set(_CONTROL.findall(turns)) | set(CONTROL_MARKERS))
+        self._reads_scores = getattr(self.config, "relevance_rule", "greedy") != "greedy"
+        """Read the score distribution from log-probabilities where no choices (head scores) are given."""
+        self._warned_scores = False
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -223,10 +239,12 @@ class RemoteEngine:
                 self.load_seconds = time.perf_counter() - started
                 self._loaded = True
                 rule = getattr(self.config, "relevance_rule", "greedy")
-                if rule == "head":
-                    log.info("the server writes its greedy score; the local relevance head's score is reported")
-                elif rule != "greedy":
-                    log.info("the server writes the greedy score: --relevance-rule %s applies locally only", rule)
+                if rule != "greedy":
+                    log.info(
+                        "the server writes its greedy score; the relevance head's score is reported where it "
+                        "applies, else the %s rule's over the server's log-probabilities",
+                        "median" if rule in ("auto", "head") else rule,
+                    )
                 log.info(
                     "inference server %s reached in %.2f s (model %s, tokens from %s)",
                     _public(self.settings.base),
@@ -353,13 +371,16 @@ class RemoteEngine:
         vLLM's prefix caching). `grammar="none"` sends no schema (benchmarks); any other value sends it."""
         self.load()
         budget = max_tokens or self.config.max_tokens
-        bodies = [self._body(self._prompt_text(p), budget, grammar != "none") for p in prompts]
+        scores = self._reads_scores and choices is None and grammar != "none"
+        bodies = [self._body(self._prompt_text(p), budget, grammar != "none", scores) for p in prompts]
         results: list[Generation | None] = [None] * len(bodies)
         abort = threading.Event()
         workers = max(1, min(self.config.n_parallel, len(bodies)))
         pool = ThreadPoolExecutor(workers, thread_name_prefix="remote-engine")
         try:
-            running: dict[Future, int] = {pool.submit(self._complete, b, abort): i for i, b in enumerate(bodies)}
+            running: dict[Future, int] = {
+                pool.submit(self._complete, b, abort, scores): i for i, b in enumerate(bodies)
+            }
             while running:
                 done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 if cancelled and cancelled():
@@ -376,7 +397,9 @@ class RemoteEngine:
             pool.shutdown(wait=False, cancel_futures=True)
         return [r for r in results if r is not None]
 
-    def _body(self, prompt: str | list[int], budget: int, constrained: bool = True) -> dict[str, Any]:
+    def _body(
+        self, prompt: str | list[int], budget: int, constrained: bool = True, scores: bool = False
+    ) -> dict[str, Any]:
         mode = self.settings.structured if constrained else None
         body: dict[str, Any] = {
             "prompt": prompt,
@@ -405,13 +428,14 @@ class RemoteEngine:
         llama_cpp = self.settings.structured in LLAMA_CPP_MODES
         if llama_cpp:
             body["repeat_penalty"] = 1.0  # llama_cpp.server's default (1.1) would change greedy answers
-        if self.settings.logprobs:
-            body["logprobs"] = self.settings.logprobs
+        top = max(self.settings.logprobs, SCORE_TOP if scores else 0)
+        if top:
+            body["logprobs"] = top
             if llama_cpp:
-                body["n_probs"] = self.settings.logprobs  # what llama-server's /v1/completions reads
+                body["n_probs"] = top  # what llama-server's /v1/completions reads
         return body
 
-    def _complete(self, body: dict[str, Any], abort: threading.Event) -> RemoteGeneration:
+    def _complete(self, body: dict[str, Any], abort: threading.Event, scores: bool = False) -> RemoteGeneration:
         started = time.perf_counter()
         answer = self._call("POST", self.settings.base + "/completions", body, "completion", abort=abort)
         seconds = time.perf_counter() - started
@@ -426,6 +450,7 @@ class RemoteEngine:
         timings = answer.get("timings") if isinstance(answer.get("timings"), dict) else {}
         prompt_ms, predicted_ms = timings.get("prompt_ms"), timings.get("predicted_ms")
         prompt = body["prompt"]
+        logprobs = _token_logprobs(choice.get("logprobs"))
         return RemoteGeneration(
             text=text,
             prompt_tokens=int(usage.get("prompt_tokens") or (len(prompt) if isinstance(prompt, list) else 0)),
@@ -433,11 +458,46 @@ class RemoteEngine:
             seconds=seconds,
             prompt_seconds=float(prompt_ms) / 1000 if isinstance(prompt_ms, (int, float)) else 0.0,
             finish_reason=FINISH_REASONS[reason],
-            logprobs=_token_logprobs(choice.get("logprobs")),
+            logprobs=logprobs,
             server_seconds=(prompt_ms + predicted_ms) / 1000
             if isinstance(prompt_ms, (int, float)) and isinstance(predicted_ms, (int, float))
             else None,
+            probe=self._score_distribution(body, logprobs, abort) if scores else None,
         )
+
+    def _score_distribution(
+        self, body: dict[str, Any], logprobs: list[TokenLogprob] | None, abort: threading.Event
+    ) -> dict[str, float] | None:
+        """P(1..10) at the answer's score position, or None (warned once) where the server gives none."""
+        found = _score_position(logprobs)
+        if found is None or not isinstance(body["prompt"], str):
+            self._warn_scores("returned no log-probabilities at the score" if found is None else "got token ids")
+            return None
+        prefix, first = found
+        after_one = None
+        if any(token.strip() == "1" for token in first):  # P("0" | "1"): one more token, no grammar
+            probe = {k: v for k, v in body.items() if k not in STRUCTURED}
+            probe.update(prompt=body["prompt"] + prefix + "1", max_tokens=1)
+            answer = self._call("POST", self.settings.base + "/completions", probe, "score probe", abort=abort)
+            tokens = _token_logprobs(_first_choice(answer).get("logprobs")) or []
+            if not tokens:
+                self._warn_scores("returned no log-probabilities after a written 1")
+                return None
+            after_one = _with_chosen(tokens[0])
+        distribution = from_top_logprobs(first, after_one)
+        if distribution is None:
+            self._warn_scores("listed no digit among the top log-probabilities at the score")
+        return distribution
+
+    def _warn_scores(self, why: str) -> None:
+        if not self._warned_scores:
+            self._warned_scores = True
+            log.warning(
+                "the inference server %s %s: relevance is null and the server's own greedy score is reported "
+                "(llama_cpp.server needs --logits_all true)",
+                _public(self.settings.base),
+                why,
+            )
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -552,6 +612,26 @@ def _token_logprobs(raw: Any) -> list[TokenLogprob] | None:
             if isinstance(entry, dict)
         ]
     return None
+
+
+def _score_position(logprobs: list[TokenLogprob] | None) -> tuple[str, dict[str, float]] | None:
+    """(the answer text before the score's first digit, the top log-probabilities there), or None."""
+    text = ""
+    for entry in logprobs or []:
+        stripped = entry.token.lstrip()
+        lead = entry.token[: len(entry.token) - len(stripped)]
+        if stripped[:1].isdigit() and SCORE_POSITION.search(text + lead):
+            return text + lead, _with_chosen(entry)
+        text += entry.token
+    return None
+
+
+def _with_chosen(entry: TokenLogprob) -> dict[str, float]:
+    """The top log-probabilities, the chosen token included (a server may list it only as the token)."""
+    top = {token: value for token, value in entry.top.items() if isinstance(value, (int, float))}
+    if isinstance(entry.logprob, (int, float)):
+        top.setdefault(entry.token, entry.logprob)
+    return top
 
 
 def _is_dict(value: Any) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -146,8 +147,14 @@ def stub():
 
 
 def engine(stub_or_url, **settings) -> RemoteEngine:
+    """A remote engine writing the server's own score (`rule`: another relevance rule)."""
     url = stub_or_url if isinstance(stub_or_url, str) else stub_or_url.url
-    config = EngineConfig(chat_format="gemma", max_tokens=40, n_parallel=settings.pop("n_parallel", 3))
+    config = EngineConfig(
+        chat_format="gemma",
+        max_tokens=40,
+        n_parallel=settings.pop("n_parallel", 3),
+        relevance_rule=settings.pop("rule", "greedy"),
+    )
     return RemoteEngine(config, ServerSettings(url, **{"backoff": 0.01, **settings}))
 
 
@@ -163,7 +170,8 @@ def free_port() -> int:
 def test_the_request_is_the_local_engines_chat_prompt_greedy_under_the_schema_grammar(stub, monkeypatch):
     monkeypatch.setenv(API_KEY_ENV, SECRET)
     remote = RemoteEngine(
-        EngineConfig(chat_format="gemma", max_tokens=40), ServerSettings.from_env(url=stub.url, backoff=0.01)
+        EngineConfig(chat_format="gemma", max_tokens=40, relevance_rule="greedy"),
+        ServerSettings.from_env(url=stub.url, backoff=0.01),
     )
     gen = remote.generate(["Title: A\nContent: B"])[0]
     assert json.loads(gen.text) == ANSWER and gen.finish_reason == "stop"
@@ -369,6 +377,72 @@ def test_token_logprobs_are_kept_on_the_generation(stub, logprobs):
     assert gen.logprobs[1].top == {"7": -0.3, "8": -1.5}
 
 
+# --- relevance from the server's log-probabilities ------------------------------------------------------------
+
+SCORED = '{\n  "relevance_score": 1,\n  "summary": "",\n  "key_insights": [],\n  "company_names": []\n}'
+
+
+def scored_logprobs(top_at_score: dict[str, float]) -> dict:
+    """llama-server's logprobs for SCORED: the key in three tokens, then the score with `top_at_score`."""
+    pieces = ['{\n  "', "relevance_score", '": ', "1", SCORED[len('{\n  "relevance_score": 1') :]]
+    content = [{"token": t, "logprob": -0.01, "top_logprobs": [{"token": t, "logprob": -0.01}]} for t in pieces]
+    content[3]["top_logprobs"] = [{"token": t, "logprob": math.log(p)} for t, p in top_at_score.items()]
+    content[3]["logprob"] = math.log(top_at_score["1"])
+    return {"content": content}
+
+
+def probe_reply(body: dict) -> tuple:
+    """The main answer (SCORED, P(1 7 8) = .5 .3 .2 at the score), and the one-token probe after "1"."""
+    if body["max_tokens"] == 1:
+        top = [{"token": "0", "logprob": math.log(0.6)}, {"token": ",", "logprob": math.log(0.4)}]
+        after = {"content": [{"token": "0", "logprob": -0.5, "top_logprobs": top}]}
+        return 200, completion("0", "length", logprobs=after), {}
+    return 200, completion(SCORED, logprobs=scored_logprobs({"1": 0.5, "7": 0.3, "8": 0.2})), {}
+
+
+def test_the_median_rule_reads_the_servers_logprobs_and_asks_once_more_for_p10(stub):
+    """P(10) = P("1") * P("0" | "1") as the local probe computes it: one more one-token request, no grammar."""
+    from inference.analyzer import Analyzer
+
+    stub.answer = probe_reply
+    remote = engine(stub, rule="median")
+    analyzer = Analyzer(engine=remote)
+    result = analyzer.analyze_item("Mistral ships", "A model.")
+    schemas.validate("article_result", result)
+    main, probe = stub.completions()
+    assert main["logprobs"] == main["n_probs"] == 20 and "grammar" in main
+    assert probe["prompt"] == main["prompt"] + '{\n  "relevance_score": 1' and probe["max_tokens"] == 1
+    assert not {"grammar", "json_schema"} & set(probe) and probe["logprobs"] == 20
+    # P(1) = .5 * .4, P(10) = .5 * .6, P(7) = .3, P(8) = .2: the median is 7 (the server wrote 1)
+    assert result["relevance"]["probabilities"] == pytest.approx([0.2, 0, 0, 0, 0, 0, 0.3, 0.2, 0, 0.3])
+    assert result["relevance_score"] == 7 and result["relevance"]["rule"] == "median"
+    assert result["relevance"]["expected"] == pytest.approx(0.2 + 2.1 + 1.6 + 3.0)
+
+
+def test_a_server_without_logprobs_gives_null_relevance_and_its_own_score_warned_once(stub, caplog):
+    from inference.analyzer import Analyzer
+
+    stub.answer = lambda body: (200, completion(SCORED), {})
+    analyzer = Analyzer(engine=engine(stub, rule="mean"))
+    with caplog.at_level("WARNING", logger="inference.remote"):
+        results = [analyzer.analyze_item("Mistral ships", "A model."), analyzer.analyze_item("Nvidia", "GPUs.")]
+    assert [(r["relevance_score"], r["relevance"]) for r in results] == [(1, None), (1, None)]
+    warnings = [r.getMessage() for r in caplog.records if "log-probabilities" in r.getMessage()]
+    assert len(warnings) == 1 and "relevance is null" in warnings[0] and "--logits_all true" in warnings[0]
+    assert len(stub.completions()) == 2  # no probe request without a distribution to finish
+
+
+def test_auto_on_a_remote_server_scores_with_the_local_head_and_asks_no_logprobs(stub):
+    """The head's base model ships with every install, so `auto` is the head on a server too; its scores
+    are the choices, so the server is asked no log-probabilities."""
+    from inference.analyzer import Analyzer
+
+    assert Analyzer(engine=engine(stub, rule="auto")).rule == "head"
+    assert Analyzer(engine=engine(stub, rule="median")).rule == "median"
+    engine(stub, rule="auto").generate(["p"], choices=["7"])
+    assert "logprobs" not in stub.completions()[0]
+
+
 # --- the options ----------------------------------------------------------------------------------------------
 
 
@@ -434,6 +508,7 @@ def mcp_server(log_path: Path, *options: str):
 def test_mcp_tools_over_a_server_that_breaks_are_tool_errors_and_the_server_keeps_serving(stub, tmp_path):
     stub.script = [(200, b"not json at all", {}), (500, {"error": {"message": "boom"}}, {})]
     options = ["--backend", "openai", "--server-url", stub.url, "--server-retries", "0", "--max-items", "2"]
+    options += ["--relevance-rule", "greedy"]  # the server's own score: no head, no log-probabilities
     with mcp_server(tmp_path / "stderr.log", *options) as server:
         result = server.call_tool("analyze_article", {"title": "Mistral ships", "content": "A model."})
         assert result.is_error and "answered with invalid JSON" in result.content[0].text
@@ -465,7 +540,7 @@ MAX_TOKENS = 48
 class LlamaCppServer:
     """`python -m llama_cpp.server` on 127.0.0.1 (one thread), started and stopped by the tests."""
 
-    def __init__(self, log_path: Path, port: int | None = None):
+    def __init__(self, log_path: Path, port: int | None = None, logits_all: bool = False):
         from inference.models import default_adapter, embedded_base_model
 
         try:
@@ -483,7 +558,7 @@ class LlamaCppServer:
             "--model", str(embedded_base_model()), "--lora_path", str(default_adapter()),
             "--host", "127.0.0.1", "--port", str(self.port), "--model_alias", "news",
             "--n_threads", "1", "--n_threads_batch", "1", "--n_ctx", "2048",
-            "--logits_all", "false", "--verbose", "false",
+            "--logits_all", str(logits_all).lower(), "--verbose", "false",  # true: log-probabilities
             "--flash_attn", "true",  # as the local engine (llama.cpp's auto): without it ~1 item in 6 differs
         ]  # fmt: skip
         self.start()
@@ -565,6 +640,43 @@ def test_the_relevance_head_scores_a_remote_servers_answers(llama_server):
     finally:
         analyzer.engine.close()
         analyzer.head.embedder.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_median_rule_over_a_real_servers_logprobs_matches_the_in_process_probe(tmp_path):
+    """llama_cpp.server with log-probabilities (`--logits_all true`): the distribution read from its top
+    log-probabilities (plus the one-token request for P(10)) is the local probe's within 0.02, and so is
+    the score but at a near tie (the server's batch shapes give slightly other numbers)."""
+    from inference.analyzer import Analyzer
+    from inference.models import default_adapter
+    from inference.relevance import median
+
+    server = LlamaCppServer(tmp_path / "server.log", logits_all=True)
+    config = EngineConfig(n_threads=1, max_tokens=24, relevance_rule="median")
+    remote = Analyzer(config, engine=RemoteEngine(config, ServerSettings(server.url, timeout=300)))
+    local = Analyzer(
+        EngineConfig(
+            lora_path=str(default_adapter()), n_threads=1, max_tokens=24, relevance_rule="median", jump_forward=False
+        )
+    )
+    items = [
+        ("Try ZapNotes today (Sponsor)", "Sign up and get three months free."),
+        ("Mistral releases Pixtral Edge", "A 3B vision model for phones."),
+    ]
+    try:
+        for title, content in items:
+            theirs, ours = remote.analyze_item(title, content), local.analyze_item(title, content)
+            schemas.validate("article_result", theirs)
+            assert theirs["relevance"]["rule"] == "median"
+            assert theirs["relevance"]["probabilities"] == pytest.approx(ours["relevance"]["probabilities"], abs=0.02)
+            assert theirs["relevance_score"] == median(theirs["relevance"]["probabilities"])
+            if theirs["relevance_score"] != ours["relevance_score"]:  # only at a near tie (seen: 0.512 vs 0.498)
+                low = min(theirs["relevance_score"], ours["relevance_score"])
+                assert abs(sum(ours["relevance"]["probabilities"][:low]) - 0.5) < 0.03
+    finally:
+        server.kill()
+        local.engine.close()
 
 
 ANALYSIS = ("relevance_score", "summary", "key_insights", "company_names", "complete", "truncated", "title", "url")
