@@ -21,7 +21,7 @@ from inference.relevance import serving_rule
 from inference.relevance_head import HeadError, HeadInput, HeadScorer, head_text, load_head
 from tests.conftest import FIXTURES, TEST_CONFIG
 from tests.fakes import FakeEngine
-from trainers.relevance_head import HeadConfig, fit_head, fit_softmax
+from trainers.relevance_head import HeadConfig, fit_head, fit_softmax, soft_targets
 
 SAMPLE = FIXTURES / "relevance_sample.jsonl"
 
@@ -42,7 +42,7 @@ def _head(x, y, sponsored=None, **kw):
 
 def test_fit_softmax_separates_classes_and_reaches_the_optimum():
     x, y = _blobs()
-    w, b = fit_softmax(x, y, [1, 5, 10], C=1.0)
+    w, b = fit_softmax(x, soft_targets(y, [1, 5, 10], 0.0), C=1.0)
     predicted = np.array([1, 5, 10])[np.argmax(x @ w.T + b, axis=1)]
     assert (predicted == y).mean() > 0.95
     # at the optimum the gradient of C * CE + |W|^2 / 2 vanishes: W = C * sum (onehot - p) x
@@ -51,6 +51,20 @@ def test_fit_softmax_separates_classes_and_reaches_the_optimum():
     p /= p.sum(1, keepdims=True)
     onehot = (y[:, None] == np.array([1, 5, 10])).astype(float)
     assert np.abs(w - (onehot - p).T @ x).max() < 1e-3
+
+
+def test_smoothing_spreads_a_target_to_neighbouring_scores_and_keeps_its_mode():
+    targets = soft_targets(np.array([5.0, 10.0]), [1, 4, 5, 6, 10], 1.0)
+    assert np.allclose(targets.sum(axis=1), 1.0)
+    assert targets[0].argmax() == 2 and targets[0][1] == pytest.approx(targets[0][3])
+    assert targets[0][1] > targets[0][0]
+    assert targets[1].argmax() == 4 and targets[1][3] > 0
+    assert np.array_equal(soft_targets(np.array([4.0]), [1, 4, 10], 0.0), [[0.0, 1.0, 0.0]])
+    x, y = _blobs()
+    smooth = _head(x, y, C=1.0, smoothing=1.0).probabilities(x, np.zeros(len(y)))
+    sharp = _head(x, y, C=1.0).probabilities(x, np.zeros(len(y)))
+    assert smooth.max(axis=1).mean() < sharp.max(axis=1).mean()  # less sure: mass on the neighbours
+    assert (smooth.argmax(axis=1) == sharp.argmax(axis=1)).mean() > 0.95
 
 
 def test_the_head_gives_distributions_over_all_ten_scores():

@@ -24,17 +24,33 @@ class HeadConfig:
     """Inverse regularization strength (larger: a closer fit)."""
     sponsor_scale: float = 30.0
     """Value of the sponsored feature for an ad (0 for other items)."""
+    smoothing: float = 0.0
+    """Ordinal label smoothing: an item's target spreads over the scores near its own, in proportion to
+    exp(-|score - annotated| / smoothing) (0: one-hot). Neighbouring scores are near misses, not errors."""
     max_iter: int = 2000
 
 
-def fit_softmax(x: np.ndarray, y: np.ndarray, classes: list[int], C: float, max_iter: int = 2000):
-    """(weights (k, d), bias (k,)) minimizing C * cross-entropy + ||W||^2 / 2."""
+SMOOTHING_GRID: tuple[float, ...] = (0.0, 0.5, 1.0)
+"""Smoothing values cross-validation chooses from (with C and sponsor_scale)."""
+
+
+def soft_targets(y: np.ndarray, classes: list[int], smoothing: float) -> np.ndarray:
+    """(n, k) target distributions: one-hot, or spread to neighbouring scores (HeadConfig.smoothing)."""
+    y = np.asarray(y, dtype=float)
+    if smoothing <= 0:
+        targets = np.zeros((len(y), len(classes)))
+        targets[np.arange(len(y)), [classes.index(int(v)) for v in y]] = 1.0
+        return targets
+    weights = np.exp(-np.abs(np.asarray(classes, dtype=float)[None, :] - y[:, None]) / smoothing)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def fit_softmax(x: np.ndarray, targets: np.ndarray, C: float, max_iter: int = 2000):
+    """(weights (k, d), bias (k,)) minimizing C * cross-entropy(targets, p) + ||W||^2 / 2."""
     from scipy.optimize import minimize
 
     n, d = x.shape
-    k = len(classes)
-    onehot = np.zeros((n, k))
-    onehot[np.arange(n), [classes.index(int(v)) for v in y]] = 1.0
+    k = targets.shape[1]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[: k * d].reshape(k, d), theta[k * d :]
@@ -42,8 +58,8 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, classes: list[int], C: float, max_
         logits -= logits.max(axis=1, keepdims=True)
         log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         p = np.exp(log_p)
-        value = -C * float((onehot * log_p).sum()) + 0.5 * float((w * w).sum())
-        residual = C * (p - onehot)
+        value = -C * float((targets * log_p).sum()) + 0.5 * float((w * w).sum())
+        residual = C * (p - targets)
         grad_w = residual.T @ x + w
         grad_b = residual.sum(axis=0)
         return value, np.concatenate([grad_w.ravel(), grad_b])
@@ -68,6 +84,8 @@ def fit_head(
     classes = sorted({int(s) for s in scores})
     head = RelevanceHead(classes, np.zeros((0, 0)), np.zeros(0), mean, scale, config.sponsor_scale, base_model)
     x = head.features(embeddings, sponsored)
-    head.weights, head.bias = fit_softmax(x, np.asarray(scores), classes, config.C, config.max_iter)
-    head.fitted = {"C": config.C, "sponsor_scale": config.sponsor_scale, "items": len(scores), **(fitted or {})}
+    targets = soft_targets(np.asarray(scores), classes, config.smoothing)
+    head.weights, head.bias = fit_softmax(x, targets, config.C, config.max_iter)
+    head.fitted = {"C": config.C, "sponsor_scale": config.sponsor_scale, "smoothing": config.smoothing}
+    head.fitted |= {"items": len(scores), **(fitted or {})}
     return head
