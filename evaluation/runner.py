@@ -1,7 +1,9 @@
 """Generate predictions for a reference set through the serving analyzer, with a resumable cache.
 
-Predictions come from `Analyzer.complete(user_prompt)`: the very code path the MCP server uses (chat
-format, grammar-constrained greedy decoding), fed the reference's user prompt unchanged. Each answer is
+Predictions come from `Analyzer.complete_many(user_prompts)`: the very code path the MCP server uses
+(chat format, grammar-constrained greedy decoding), fed the reference's user prompt unchanged, one
+batch of `config.n_parallel` references at a time (with the engine's padded rows an answer does not
+depend on what else is in its batch, and a lone item would leave the other rows idle). Each answer is
 appended to DIR/predictions.jsonl as soon as it exists (`{"output": raw, ...}`, one line per reference, same
 order), so scoring can be redone without generating again and an interrupted run resumes where it stopped.
 `DIR/run.json` records what generated the cache; a different model, adapter or decoding setting in the same
@@ -181,15 +183,22 @@ def generate(
     if todo:
         analyzer = analyzer if analyzer is not None else Analyzer(config)
         started = time.perf_counter()
+        size = max(1, int(getattr(getattr(analyzer, "config", None), "n_parallel", 1) or 1))
+        bar = _progress(progress, cached, len(refs))
         with open(pred_path, "a", encoding="utf-8") as handle:
-            for i in _progress(todo, progress, cached, len(refs)):
-                row = _complete_one(analyzer, refs[i], i)
-                stats.completion_tokens += int(row.get("completion_tokens") or 0)
-                stats.prompt_tokens += int(row.get("prompt_tokens") or 0)
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            for start in range(0, len(todo), size):
+                chunk = todo[start : start + size]
+                for row in _complete_batch(analyzer, [refs[i] for i in chunk], chunk):
+                    stats.completion_tokens += int(row.get("completion_tokens") or 0)
+                    stats.prompt_tokens += int(row.get("prompt_tokens") or 0)
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    rows.append(row)
                 handle.flush()
                 os.fsync(handle.fileno())
-                rows.append(row)
+                if bar is not None:
+                    bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
         stats.seconds = time.perf_counter() - started
     stats.cut_at_max_tokens = sum(row.get("finish_reason") == "length" for row in rows)
     stats.failed = sum("error" in row for row in rows)
@@ -208,20 +217,48 @@ def _head_seen(identity: dict[str, Any], refs: Sequence[Reference]) -> int:
     return sum(ref.item_id in ids for ref in refs)
 
 
+def _head_inputs(analyzer: Any, refs: Sequence[Reference]) -> list | None:
+    """What the relevance head reads of each reference (the item's whole text), where a head serves."""
+    if getattr(analyzer, "head", None) is None:
+        return None
+    inputs = [getattr(ref, "head_input", None) for ref in refs]
+    return inputs if all(i is not None for i in inputs) else None
+
+
+def _complete_batch(analyzer: Any, refs: Sequence[Reference], indices: Sequence[int]) -> list[dict[str, Any]]:
+    """Prediction lines for a batch, in order; where the batch fails, each item again on its own."""
+    started = time.perf_counter()
+    inputs = _head_inputs(analyzer, refs)
+    try:
+        completions = analyzer.complete_many([ref.prompt for ref in refs], head_inputs=inputs)
+    except Exception:  # noqa: BLE001 - one bad item must not take its batch with it
+        return [_complete_one(analyzer, ref, i) for ref, i in zip(refs, indices, strict=True)]
+    seconds = (time.perf_counter() - started) / max(1, len(refs))
+    return [_row(c, ref, i, seconds) for c, ref, i in zip(completions, refs, indices, strict=True)]
+
+
 def _complete_one(analyzer: Any, ref: Reference, index: int) -> dict[str, Any]:
     """One prediction line; a failure is recorded (empty output, scored invalid), never lost or fatal."""
     started = time.perf_counter()
-    base = {"index": index, "item_id": ref.item_id, "prompt_sha256": prompt_hash(ref.prompt)}
     try:
-        head_input = getattr(ref, "head_input", None) if getattr(analyzer, "head", None) is not None else None
-        completion = analyzer.complete(ref.prompt, head_input) if head_input else analyzer.complete(ref.prompt)
+        inputs = _head_inputs(analyzer, [ref])
+        completion = analyzer.complete(ref.prompt, inputs[0]) if inputs else analyzer.complete(ref.prompt)
     except Exception as exc:  # noqa: BLE001 - one bad item must not end a long run
         print(f"eval run: item {index} ({ref.item_id}) failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return {"output": "", **base, "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - started}
+        error = f"{type(exc).__name__}: {exc}"
+        return {"output": "", **_base(ref, index), "error": error, "seconds": time.perf_counter() - started}
+    return _row(completion, ref, index, time.perf_counter() - started)
+
+
+def _base(ref: Reference, index: int) -> dict[str, Any]:
+    return {"index": index, "item_id": ref.item_id, "prompt_sha256": prompt_hash(ref.prompt)}
+
+
+def _row(completion: Any, ref: Reference, index: int, seconds: float) -> dict[str, Any]:
     return {
         "output": completion.raw,
-        **base,
-        "seconds": getattr(completion, "seconds", None) or time.perf_counter() - started,
+        **_base(ref, index),
+        "seconds": getattr(completion, "seconds", None) or seconds,
         "prompt_tokens": getattr(completion, "prompt_tokens", None),
         "completion_tokens": getattr(completion, "completion_tokens", None),
         # "length": max_tokens cut the raw text; the server closes it into a valid object (`analysis`),
@@ -232,12 +269,12 @@ def _complete_one(analyzer: Any, ref: Reference, index: int) -> dict[str, Any]:
     }
 
 
-def _progress(items: list[int], enabled: bool, done: int, total: int):
+def _progress(enabled: bool, done: int, total: int):
     if not enabled:
-        return items
+        return None
     from tqdm import tqdm
 
-    return tqdm(items, desc="eval run", unit="item", initial=done, total=total, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(desc="eval run", unit="item", initial=done, total=total, file=sys.stderr, dynamic_ncols=True)
 
 
 def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
