@@ -14,7 +14,7 @@ import pytest
 
 from data.dataset import load_dataset
 from data.prompts import parse_prompt, render_prompt
-from evaluation.relevance_cv import email_bootstrap, median_scores, out_of_fold, select
+from evaluation.relevance_cv import email_bootstrap, log_loss, median_scores, out_of_fold, select
 from inference.analyzer import Analyzer, Item
 from inference.engine import EngineConfig
 from inference.relevance import serving_rule
@@ -148,6 +148,8 @@ def test_selection_and_out_of_fold_use_the_training_folds_only():
     folds = np.tile(np.arange(4), len(y) // 4)
     (c, scale), table = select(x, np.zeros(len(y)), y, folds, grid=((0.01, 10.0), (1.0, 10.0)))
     assert len(table) == 2 and c in (0.01, 1.0)
+    assert (c, scale) == min(((r["C"], r["sponsor_scale"]) for r in table), key=lambda k: _loss(table, k))
+    assert all(r["log_loss"] > 0 and r["mae"] >= 0 for r in table)  # chosen by log loss, MAE kept beside it
     p, chosen = out_of_fold(x, np.zeros(len(y)), y, folds, grid=((1.0, 10.0),))
     assert [c["fold"] for c in chosen] == [0, 1, 2, 3]
     assert (median_scores(p) == y).mean() > 0.9
@@ -157,6 +159,17 @@ def test_selection_and_out_of_fold_use_the_training_folds_only():
     p2, _ = out_of_fold(x, np.zeros(len(y)), y2, folds, grid=((1.0, 10.0),))
     assert np.allclose(p2[folds == 0], p[folds == 0])
     assert not np.allclose(p2[folds != 0], p[folds != 0])
+
+
+def _loss(table, key):
+    return next(r["log_loss"] for r in table if (r["C"], r["sponsor_scale"]) == key)
+
+
+def test_log_loss_is_minus_log_p_of_the_annotated_score():
+    p = np.full((2, 10), 0.05)
+    p[0, 6], p[1, 0] = 0.55, 0.55
+    assert log_loss(p, np.array([7.0, 3.0])) == pytest.approx([-np.log(0.55), -np.log(0.05)])
+    assert log_loss(np.zeros((1, 10)), np.array([5.0]))[0] == pytest.approx(-np.log(1e-9))  # floored
 
 
 def test_email_bootstrap_resamples_emails():
