@@ -63,6 +63,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     head.add_argument(
         "--save-head", metavar="FILE", help="fit on every item and write the head (models/relevance-head.json)"
     )
+    head.add_argument(
+        "--save-fold-heads",
+        action="store_true",
+        help="also write PLAN/head/fold-K.head.json (fitted without fold K) to evaluate fold adapters as served",
+    )
     return cv
 
 
@@ -80,6 +85,10 @@ def cmd_head(args: argparse.Namespace) -> int:
     summary = run_head_cv(Path(args.plan), plan, records, model, out, args.threads, args.adapter_run)
     print((out / "report.md").read_text(encoding="utf-8"))
     print(f"wrote {out}/head_cv.json, oof.jsonl, report.md, relevance.png")
+    if args.save_fold_heads:
+        from evaluation.relevance_cv import fold_heads
+
+        print("wrote " + ", ".join(str(p) for p in fold_heads(records, plan, model, out, summary)))
     if args.save_head:
         head = fit_final(records, plan, model, out, summary)
         head.save(args.save_head)

@@ -246,6 +246,25 @@ def fit_final(
     return fit_head(x, s, y, HeadConfig(C=c, sponsor_scale=scale), model_identity(model_path), fitted)
 
 
+def fold_heads(records: Sequence[Record], plan: dict[str, Any], model_path: str | Path, out_dir: Path, summary):
+    """PLAN/head/fold-K.head.json: fold K's head, fitted on the other folds with their inner choice, so a
+    fold's adapter can be evaluated as served (`eval run --relevance-head`) on its held-out items."""
+    x = features(records, model_path, out_dir / "features.npz")
+    y = np.array([r.analysis["relevance_score"] for r in records], dtype=float)
+    s = np.array([r.is_sponsored for r in records], dtype=float)
+    folds = np.array([plan["item_folds"][r.item_id] for r in records])
+    paths = []
+    for choice in summary["chosen"]:
+        train = folds != choice["fold"]
+        fitted = {"data_sha256": plan["data"]["sha256"], "fold": choice["fold"]}
+        fitted["item_ids"] = [r.item_id for r, t in zip(records, train, strict=True) if t]
+        config = HeadConfig(C=choice["C"], sponsor_scale=choice["sponsor_scale"])
+        head = fit_head(x[train], s[train], y[train], config, model_identity(model_path), fitted)
+        paths.append(out_dir / f"fold-{choice['fold']}.head.json")
+        head.save(paths[-1])
+    return paths
+
+
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 

@@ -269,7 +269,7 @@ def test_cv_head_end_to_end_and_its_head_is_served(tmp_path):
     subprocess.run([*run, "plan", "--data", str(SAMPLE), "--folds", "4", "-o", str(plan)], check=True)
     head_file = tmp_path / "head.json"
     done = subprocess.run(
-        [*run, "head", "--plan", str(plan), "--threads", "1", "--save-head", str(head_file)],
+        [*run, "head", "--plan", str(plan), "--threads", "1", "--save-head", str(head_file), "--save-fold-heads"],
         capture_output=True,
         text=True,
     )
@@ -285,6 +285,11 @@ def test_cv_head_end_to_end_and_its_head_is_served(tmp_path):
 
     assert head.base_model["size"] == embedded_base_model().stat().st_size
     assert head.fitted["cross_validation"]["head"]["n"] == 16
+    folds = json.loads((plan / "folds.json").read_text())["item_folds"]
+    for k in range(4):  # fold K's head never saw fold K's items, and serves the same base model
+        fold_head = load_head(plan / "head" / f"fold-{k}.head.json")
+        assert fold_head.fitted["fold"] == k and fold_head.base_model == head.base_model
+        assert sorted(fold_head.fitted["item_ids"]) == sorted(i for i, f in folds.items() if f != k)
     analyzer = Analyzer(EngineConfig(**TEST_CONFIG, relevance_head=str(head_file)))
     try:
         assert analyzer.rule == "head"
