@@ -437,7 +437,17 @@ class RemoteEngine:
 
     def _complete(self, body: dict[str, Any], abort: threading.Event, scores: bool = False) -> RemoteGeneration:
         started = time.perf_counter()
-        answer = self._call("POST", self.settings.base + "/completions", body, "completion", abort=abort)
+        try:
+            answer = self._call("POST", self.settings.base + "/completions", body, "completion", abort=abort)
+        except ServerError as exc:
+            if not scores or not _refuses_logprobs(exc):
+                raise
+            self._reads_scores = scores = False  # e.g. llama_cpp.server without --logits_all: ask no more
+            self._warn_scores("refused log-probabilities")
+            body = {k: v for k, v in body.items() if k not in ("logprobs", "n_probs")}
+            if self.settings.logprobs:
+                raise
+            answer = self._call("POST", self.settings.base + "/completions", body, "completion", abort=abort)
         seconds = time.perf_counter() - started
         choice = _first_choice(answer)
         text = choice.get("text")
@@ -536,7 +546,7 @@ class RemoteEngine:
                         f"set its API key in the environment variable {API_KEY_ENV}",
                         exc.code,
                     ) from None
-                if exc.code not in RETRY_STATUS:
+                if exc.code not in RETRY_STATUS or _LOGPROBS.search(detail):  # a refusal is no transient fault
                     message = f"the inference server {where} answered HTTP {exc.code}: {detail}"
                     raise ServerError(message, exc.code) from None
                 problem, status = f"HTTP {exc.code}: {detail}", exc.code
@@ -612,6 +622,14 @@ def _token_logprobs(raw: Any) -> list[TokenLogprob] | None:
             if isinstance(entry, dict)
         ]
     return None
+
+
+_LOGPROBS = re.compile(r"logprob|logits_all", re.IGNORECASE)
+
+
+def _refuses_logprobs(exc: ServerError) -> bool:
+    """The server's answer says it cannot return log-probabilities (llama_cpp.server: `logits_all`)."""
+    return exc.status is not None and bool(_LOGPROBS.search(str(exc)))
 
 
 def _score_position(logprobs: list[TokenLogprob] | None) -> tuple[str, dict[str, float]] | None:

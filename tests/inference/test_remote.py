@@ -432,6 +432,22 @@ def test_a_server_without_logprobs_gives_null_relevance_and_its_own_score_warned
     assert len(stub.completions()) == 2  # no probe request without a distribution to finish
 
 
+def test_a_server_that_refuses_logprobs_is_asked_without_them_from_then_on(stub, caplog):
+    """llama_cpp.server without --logits_all answers a logprobs request with an error: the answer is asked
+    again without them (relevance null, the server's score), warned once, and never asked for again."""
+    from inference.analyzer import Analyzer
+
+    refusal = {"error": {"message": "logprobs is not supported for models created with logits_all=False"}}
+    stub.answer = lambda body: (500, refusal, {}) if "logprobs" in body else (200, completion(SCORED), {})
+    analyzer = Analyzer(engine=engine(stub, rule="median", retries=3, backoff=5.0))
+    with caplog.at_level("WARNING", logger="inference.remote"):
+        results = [analyzer.analyze_item("Mistral ships", "A model."), analyzer.analyze_item("Nvidia", "GPUs.")]
+    assert [(r["relevance_score"], r["relevance"]) for r in results] == [(1, None), (1, None)]
+    assert ["logprobs" in body for body in stub.completions()] == [True, False, False]  # the 500 not retried
+    warnings = [r.getMessage() for r in caplog.records if "refused log-probabilities" in r.getMessage()]
+    assert len(warnings) == 1
+
+
 def test_auto_on_a_remote_server_scores_with_the_local_head_and_asks_no_logprobs(stub):
     """The head's base model ships with every install, so `auto` is the head on a server too; its scores
     are the choices, so the server is asked no log-probabilities."""
