@@ -659,6 +659,20 @@ def test_the_relevance_head_scores_a_remote_servers_answers(llama_server):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_real_server_without_logits_all_gives_a_schema_valid_answer_with_null_relevance(llama_server):
+    """llama_cpp.server started without --logits_all refuses log-probabilities: the median rule still
+    answers (the server's own score, `relevance: null`)."""
+    from inference.analyzer import Analyzer
+
+    config = EngineConfig(n_threads=1, max_tokens=24, relevance_rule="median")
+    analyzer = Analyzer(config, engine=RemoteEngine(config, ServerSettings(llama_server.url)))
+    result = analyzer.analyze_item("Mistral releases Pixtral Edge", "A 3B vision model for phones.")
+    schemas.validate("article_result", result)
+    assert result["relevance"] is None and 1 <= result["relevance_score"] <= 10
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_median_rule_over_a_real_servers_logprobs_matches_the_in_process_probe(tmp_path):
     """llama_cpp.server with log-probabilities (`--logits_all true`): the distribution read from its top
