@@ -9,7 +9,16 @@ import schemas
 from inference.analyzer import Analyzer
 from inference.engine import Engine, EngineConfig
 from inference.grammar import json_constraint
-from inference.relevance import RULES, as_list, expected, median, relevance_result, rounded_mean, score_probe
+from inference.relevance import (
+    RULES,
+    as_list,
+    expected,
+    from_top_logprobs,
+    median,
+    relevance_result,
+    rounded_mean,
+    score_probe,
+)
 from tests.conftest import TEST_CONFIG, TRAIN_ROWS
 
 PROMPTS = [row["messages"][0]["content"] for row in TRAIN_ROWS]
@@ -116,3 +125,16 @@ def test_the_fake_engine_gives_no_distribution_and_says_so():
 
     result = Analyzer(engine=FakeEngine()).analyze_item("A title", "Some content.")
     assert result["relevance"] is None and result["complete"] is True
+
+
+def test_a_servers_top_logprobs_give_the_probes_distribution():
+    """As the local probe: P(10) = P("1") P("0" | "1"), P(1) the rest of P("1"); " 7" and "7" are one digit;
+    tokens that are not digits drop out; a single "10" token (other tokenizers) counts as 10."""
+    log = np.log
+    first = {"1": log(0.4), "7": log(0.2), " 7": log(0.1), '"': log(0.2), "10": log(0.1)}
+    p = from_top_logprobs(first, {"0": log(0.75), ",": log(0.2)})
+    total = 0.4 + 0.3 + 0.1
+    assert p["1"] == pytest.approx(0.4 * 0.25 / total) and p["10"] == pytest.approx((0.1 + 0.4 * 0.75) / total)
+    assert p["7"] == pytest.approx(0.3 / total) and sum(p.values()) == pytest.approx(1.0)
+    assert from_top_logprobs({"1": log(0.5)}, None) == {**{str(s): 0.0 for s in range(1, 11)}, "1": 1.0}
+    assert from_top_logprobs({'"': log(0.9), "a": float("-inf")}, None) is None
