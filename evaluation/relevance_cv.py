@@ -71,6 +71,15 @@ def features(records: Sequence[Record], model_path: str | Path, cache: Path, n_t
     return embeddings
 
 
+def arrays(records: Sequence[Record], plan: dict[str, Any], model_path: str | Path, out_dir: Path, n_threads: int = 2):
+    """(embeddings, annotated scores, sponsored flags, folds), one row per record, as every step reads them."""
+    x = features(records, model_path, out_dir / "features.npz", n_threads)
+    y = np.array([r.analysis["relevance_score"] for r in records], dtype=float)
+    s = np.array([r.is_sponsored for r in records], dtype=float)
+    folds = np.array([plan["item_folds"][r.item_id] for r in records])
+    return x, y, s, folds
+
+
 def median_scores(p: np.ndarray) -> np.ndarray:
     """The written score of each row, by the rule serving uses (inference.relevance.median)."""
     return np.array([median(list(row)) for row in p])
@@ -231,10 +240,7 @@ def fit_final(
     records: Sequence[Record], plan: dict[str, Any], model_path: str | Path, out_dir: Path, summary: dict[str, Any]
 ):
     """The shipped head: the inner choice over all folds, fitted on every item, CV figures recorded."""
-    x = features(records, model_path, out_dir / "features.npz")
-    y = np.array([r.analysis["relevance_score"] for r in records], dtype=float)
-    s = np.array([r.is_sponsored for r in records], dtype=float)
-    folds = np.array([plan["item_folds"][r.item_id] for r in records])
+    x, y, s, folds = arrays(records, plan, model_path, out_dir)
     (c, scale), table = select(x, s, y, folds)
     fitted = {
         "data_sha256": plan["data"]["sha256"],
@@ -249,10 +255,7 @@ def fit_final(
 def fold_heads(records: Sequence[Record], plan: dict[str, Any], model_path: str | Path, out_dir: Path, summary):
     """PLAN/head/fold-K.head.json: fold K's head, fitted on the other folds with their inner choice, so a
     fold's adapter can be evaluated as served (`eval run --relevance-head`) on its held-out items."""
-    x = features(records, model_path, out_dir / "features.npz")
-    y = np.array([r.analysis["relevance_score"] for r in records], dtype=float)
-    s = np.array([r.is_sponsored for r in records], dtype=float)
-    folds = np.array([plan["item_folds"][r.item_id] for r in records])
+    x, y, s, folds = arrays(records, plan, model_path, out_dir)
     paths = []
     for choice in summary["chosen"]:
         train = folds != choice["fold"]

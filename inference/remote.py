@@ -440,13 +440,11 @@ class RemoteEngine:
         try:
             answer = self._call("POST", self.settings.base + "/completions", body, "completion", abort=abort)
         except ServerError as exc:
-            if not scores or not _refuses_logprobs(exc):
+            if not scores or self.settings.logprobs or not _refuses_logprobs(exc):
                 raise
             self._reads_scores = scores = False  # e.g. llama_cpp.server without --logits_all: ask no more
             self._warn_scores("refused log-probabilities")
             body = {k: v for k, v in body.items() if k not in ("logprobs", "n_probs")}
-            if self.settings.logprobs:
-                raise
             answer = self._call("POST", self.settings.base + "/completions", body, "completion", abort=abort)
         seconds = time.perf_counter() - started
         choice = _first_choice(answer)
