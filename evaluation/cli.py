@@ -136,7 +136,7 @@ def _finish(out: Path, summary: dict) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from evaluation import runner
     from evaluation.artifacts import write_eval_dir
-    from evaluation.scoring import load_references, score_outputs
+    from evaluation.scoring import load_references, score_rows
     from inference.analyzer import Analyzer
     from inference.options import engine_config, engine_factory
 
@@ -154,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = args.name or Path(lora or model or "embedded-gemma3-270m").stem
     baseline_relevance, baseline_source = _baseline(args)
     started = time.perf_counter()
-    scores = score_outputs(name, outputs, refs, args.bertscore, args.bertscore_model)
+    rows = runner.read_predictions(out / runner.PREDICTIONS)[: len(outputs)]  # what the analyzer returned, too
+    scores = score_rows(name, rows, refs, args.bertscore, args.bertscore_model)
     run_info = {
         "generated": stats.generated,
         "cached": stats.cached,
@@ -185,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from evaluation.artifacts import write_eval_dir
     from evaluation.runner import read_predictions
-    from evaluation.scoring import load_references, score_outputs
+    from evaluation.scoring import load_references, score_rows
 
     if not Path(args.predictions).is_file():
         raise FileNotFoundError(f"predictions file {args.predictions} not found")
@@ -201,7 +202,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     pred_path = Path(args.predictions)
     name = args.name or (pred_path.stem if pred_path.stem != "predictions" else pred_path.parent.name) or "predictions"
     baseline_relevance, baseline_source = _baseline(args)
-    scores = score_outputs(name, [r["output"] for r in rows], refs, args.bertscore, args.bertscore_model)
+    scores = score_rows(name, rows, refs, args.bertscore, args.bertscore_model)
     out = Path(args.out)
     summary = write_eval_dir(
         out,

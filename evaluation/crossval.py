@@ -356,7 +356,7 @@ def _prediction_rows(directory: Path) -> list[dict[str, Any]]:
 
 def fold_figures(directory: Path, fold: int, train: list[Record], held_out: list[Record], name: str) -> dict:
     """What cv.json says about one fold, read from its files (the files are the truth, not the last log)."""
-    from evaluation.scoring import score_outputs
+    from evaluation.scoring import score_rows
 
     status = fold_status(directory, len(held_out))
     figures: dict[str, Any] = {
@@ -385,8 +385,7 @@ def fold_figures(directory: Path, fold: int, train: list[Record], held_out: list
             "cut_at_max_tokens": sum(r.get("finish_reason") == "length" for r in rows),
         }
     if status == "done":
-        outputs = [r["output"] for r in rows[: len(held_out)]]
-        scores = score_outputs(f"{name} fold {fold}", outputs, _references(held_out))
+        scores = score_rows(f"{name} fold {fold}", rows[: len(held_out)], _references(held_out))
         figures["scores"] = {k: scores.study.get(k) for k in FOLD_SCORE_KEYS}
     return figures
 
@@ -597,7 +596,7 @@ def assemble_oof(
     """
     from evaluation.artifacts import write_eval_dir
     from evaluation.runner import PREDICTIONS
-    from evaluation.scoring import fingerprint, score_outputs
+    from evaluation.scoring import fingerprint, score_rows
 
     done = set(state["folds_done"])
     if not done:
@@ -634,7 +633,7 @@ def assemble_oof(
     refs = _references(kept)
     system_name = name if state["complete"] else f"{name} [INCOMPLETE: {len(done)}/{plan['folds_k']} folds]"
     log(f"cv {name}: scoring {len(rows)} out-of-fold predictions ({state['status']}) -> {out}")
-    scores = score_outputs(system_name, [r["output"] for r in rows], refs, setup.bertscore, setup.bertscore_model)
+    scores = score_rows(system_name, rows, refs, setup.bertscore, setup.bertscore_model)
     trained = [f.get("training") or {} for f in state["folds"] if f["fold"] in done]
     write_eval_dir(
         out,

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evaluation.scoring import SystemScores, clean_json, fingerprint, load_references, read_per_example, score_outputs
+from evaluation.scoring import SystemScores, clean_json, fingerprint, load_references, read_per_example, score_rows
 from evaluation.stats import N_RESAMPLES, SEED, paired_stats
 
 GATED_METRICS = ("f1_overall", "abs_relevance_error")
@@ -161,7 +161,7 @@ def rescore(directory: str | Path, references: str | Path | None = None) -> Resc
                 f"at that place ({ref.item_id!r})"
             )
     name = (summary.get("system") or {}).get("name", directory.name)
-    scores = score_outputs(name, [r["output"] for r in rows], refs)
+    scores = score_rows(name, rows, refs)
     _agree(directory, summary, scores)
     return Rescored(directory, summary, scores, actual, pred_path)
 

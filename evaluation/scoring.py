@@ -18,7 +18,7 @@ from typing import Any
 
 from evaluation import metrics
 from evaluation.bertscore import BertScoreResult
-from evaluation.parse import Record, parse_prediction, parse_reference
+from evaluation.parse import Parsed, Record, parse_prediction, parse_reference, to_record
 
 BASELINE_NAME = "all-empty baseline"
 
@@ -121,6 +121,35 @@ def score_outputs(
     if len(outputs) != len(refs):
         raise ValueError(f"{len(outputs)} predictions for {len(refs)} references: they must align line by line")
     parsed = [parse_prediction(text) for text in outputs]
+    return score_records(
+        name,
+        [p.record for p in parsed],
+        [p.valid for p in parsed],
+        [r.record for r in refs],
+        bertscore=bertscore,
+        bertscore_model=bertscore_model,
+        item_ids=[r.item_id for r in refs],
+    )
+
+
+def served_record(row: dict[str, Any]) -> Parsed:
+    """What a prediction row is scored as: validity from the raw text (the study's rule), the fields from
+    the analysis the server returned when the row has one (repeats dropped, non-organisations removed
+    from company_names, the head's score), so the figures measure what users get."""
+    parsed = parse_prediction(row.get("output"))
+    analysis = row.get("analysis")
+    if parsed.valid and isinstance(analysis, dict):
+        return Parsed(to_record(analysis), True)
+    return parsed
+
+
+def score_rows(
+    name: str, rows: Sequence[dict[str, Any]], refs: Sequence[Reference], bertscore: bool = False, bertscore_model=None
+) -> SystemScores:
+    """Score prediction rows (`{"output": raw, "analysis": ...}`, as `eval run` writes them) as served."""
+    if len(rows) != len(refs):
+        raise ValueError(f"{len(rows)} predictions for {len(refs)} references: they must align line by line")
+    parsed = [served_record(row) for row in rows]
     return score_records(
         name,
         [p.record for p in parsed],

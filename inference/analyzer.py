@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import schemas
 from data.prompts import PROMPT_TEMPLATE, format_title, is_sponsored_item, parse_prompt, prepare_content, render_prompt
+from inference.companies import organisations
 from inference.engine import Engine, EngineConfig, EngineError, Generation
 from inference.grammar import close_json_prefix, fill_missing, json_constraint
 from inference.relevance import (
@@ -222,6 +223,9 @@ class Analyzer:
         for key, value in analysis.items():
             if isinstance(value, list):  # a small model repeats list items; the metrics count sets anyway
                 analysis[key] = list(dict.fromkeys(value))
+        analysis["company_names"], dropped = organisations(analysis["company_names"])
+        if dropped:
+            log.debug("company_names: dropped %s (not organisations)", dropped)
         if distribution is not None:
             written = median(distribution)
             if analysis["relevance_score"] != written:  # a server wrote its own (or the grammar refused: never seen)
