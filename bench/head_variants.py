@@ -9,9 +9,13 @@ sponsored mean, and the paired email-bootstrap CI of the absolute error against 
 Variants: softmax (the shipped recipe), softmax-mae (chosen by inner MAE), smooth (ordinal label
 smoothing), ordinal (proportional odds), prompted (the same softmax on another embedding: the item
 wrapped in an instruction, mean-pooled and last-token states concatenated; computed here with the
-embedded model, ~3 min, cached in PLAN/head/prompted.npz).
+embedded model, ~3 min, cached in PLAN/head/prompted.npz), concat (both embeddings side by side),
+ensemble (the mean of the softmax and prompted distributions, each with its own inner choice), nested
+(per outer fold, the feature set among softmax / prompted / concat with the lowest inner log loss:
+choosing the variant inside the protocol, so its figure is not the best of several looks).
 
-    .venv/bin/python bench/head_variants.py --plan runs/cv [--variants softmax softmax-mae smooth ordinal prompted]
+    .venv/bin/python bench/head_variants.py --plan runs/cv [--variants softmax softmax-mae smooth ordinal prompted
+        concat ensemble nested]
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ VARIANTS = {
     "softmax": [(c, s, 0.0) for c, s in GRID],
     "softmax-mae": [(c, s, 0.0) for c, s in GRID],
     "prompted": [(c, s, 0.0) for c, s in GRID],
+    "concat": [(c, s, 0.0) for c, s in GRID],
+    "ensemble": [(c, s, 0.0) for c, s in GRID],
+    "nested": [(c, s, 0.0) for c, s in GRID],
     "smooth": [(c, s, t) for c, s in GRID for t in SMOOTHING_GRID],
     "ordinal": [(c, s, "ordinal") for c in (0.001, 0.003, 0.01, 0.03) for s in (10.0, 30.0, 100.0)],
 }
@@ -136,7 +143,7 @@ def fit_predict(x, s, y, train, test, point) -> np.ndarray:
     return head.probabilities(x[test], s[test])
 
 
-def select(x, s, y, folds, grid, criterion="log_loss"):
+def select(x, s, y, folds, grid, criterion="log_loss", with_loss=False):
     best = None
     for point in grid:
         losses = np.zeros(len(y))
@@ -148,7 +155,7 @@ def select(x, s, y, folds, grid, criterion="log_loss"):
                 losses[folds == k] = log_loss(p, y[folds == k])
         if best is None or losses.mean() < best[0]:
             best = (losses.mean(), point)
-    return best[1]
+    return best if with_loss else best[1]
 
 
 def out_of_fold(x, s, y, folds, grid, criterion="log_loss"):
@@ -158,6 +165,29 @@ def out_of_fold(x, s, y, folds, grid, criterion="log_loss"):
         point = select(x[train], s[train], y[train], folds[train], grid, criterion)
         p[folds == k] = fit_predict(x, s, y, train, folds == k, point)
         chosen.append(point)
+    return p, chosen
+
+
+def ensemble_oof(sets: list[np.ndarray], s, y, folds, grid):
+    """OOF mean of the distributions of one softmax per feature set, each chosen on the inner folds."""
+    p = np.zeros((len(y), 10))
+    for k in sorted(np.unique(folds)):
+        train = folds != k
+        for x in sets:
+            point = select(x[train], s[train], y[train], folds[train], grid)
+            p[folds == k] += fit_predict(x, s, y, train, folds == k, point) / len(sets)
+    return p, []
+
+
+def nested_oof(sets: dict[str, np.ndarray], s, y, folds, grid):
+    """OOF probabilities where each outer fold's feature set is chosen by inner log loss too."""
+    p, chosen = np.zeros((len(y), 10)), []
+    for k in sorted(np.unique(folds)):
+        train = folds != k
+        scored = {n: select(x[train], s[train], y[train], folds[train], grid, with_loss=True) for n, x in sets.items()}
+        name = min(scored, key=lambda n: scored[n][0])
+        p[folds == k] = fit_predict(sets[name], s, y, train, folds == k, scored[name][1])
+        chosen.append((name, scored[name][1], {n: round(float(v[0]), 4) for n, v in scored.items()}))
     return p, chosen
 
 
@@ -176,9 +206,15 @@ def main() -> int:
     errors, rows = {}, {}
     for name in args.variants:
         started = time.perf_counter()
-        features = prompted_features(records, Path(args.plan) / "head" / "prompted.npz") if name == "prompted" else x
-        criterion = "mae" if name == "softmax-mae" else "log_loss"
-        p, chosen = out_of_fold(features, s, y, folds, VARIANTS[name], criterion)
+        prompted = prompted_features(records, Path(args.plan) / "head" / "prompted.npz")
+        sets = {"softmax": x, "prompted": prompted, "concat": np.hstack([x, prompted])}
+        if name == "ensemble":
+            p, chosen = ensemble_oof([x, prompted], s, y, folds, VARIANTS[name])
+        elif name == "nested":
+            p, chosen = nested_oof(sets, s, y, folds, VARIANTS[name])
+        else:
+            criterion = "mae" if name == "softmax-mae" else "log_loss"
+            p, chosen = out_of_fold(sets.get(name, x), s, y, folds, VARIANTS[name], criterion)
         written = median_scores(p)
         errors[name] = np.abs(written - y)
         rows[name] = figures(written, expected_scores(p), y, s.astype(bool))

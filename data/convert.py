@@ -31,10 +31,11 @@ def answer_text(record: Record) -> str:
     return render_answer(record.analysis)
 
 
-def to_prompt_completion(record: Record, fmt: str = "gemma") -> dict[str, str]:
-    """`{"prompt", "completion"}`: the prompt ends where the model's turn starts; the completion ends the turn."""
+def to_prompt_completion(record: Record, fmt: str = "gemma", content_chars: int = 0) -> dict[str, str]:
+    """`{"prompt", "completion"}`: the prompt ends where the model's turn starts; the completion ends the turn.
+    `content_chars`: how much of the item the prompt shows (`Record.shown_prompt`; 0: the data's prompt)."""
     return {
-        "prompt": render_chat_prompt(record.prompt, fmt),
+        "prompt": render_chat_prompt(record.shown_prompt(content_chars), fmt),
         "completion": render_chat_completion(answer_text(record), fmt),
     }
 
@@ -116,11 +117,15 @@ def tokenize_prompt_completion(
 
 
 def tokenize_records(
-    tokenizer: Any, records: Sequence[Record], fmt: str = "gemma", max_length: int | None = None
+    tokenizer: Any,
+    records: Sequence[Record],
+    fmt: str = "gemma",
+    max_length: int | None = None,
+    content_chars: int = 0,
 ) -> list[TokenizedExample]:
     """`tokenize_prompt_completion` for every record (the trainers' shared entry point)."""
     out = []
     for record in records:
-        pair = to_prompt_completion(record, fmt)
+        pair = to_prompt_completion(record, fmt, content_chars)
         out.append(tokenize_prompt_completion(tokenizer, pair["prompt"], pair["completion"], max_length))
     return out

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import schemas
-from data.prompts import is_sponsored_item
+from data.prompts import is_sponsored_item, shown_prompt
 
 _TITLE_CONTENT = re.compile(r"^Title: (?P<title>.*)\nContent: (?P<content>.*?)\n\nProvide a JSON", re.DOTALL)
 
@@ -77,6 +77,11 @@ class Record:
         data's extraction left at its end (e.g. "🧠\n\n# **Research & Innovation**"), else `content`."""
         original = str(self.metadata.get("original_content") or "").strip()
         return _TRAILING_HEADINGS.sub("", original) if original else self.content
+
+    def shown_prompt(self, content_chars: int = 0) -> str:
+        """The user prompt showing `content_chars` of the item's text (`prepare_content`); 0: the data's
+        own prompt, byte for byte (the first sentence). Training, evaluation and serving cut alike."""
+        return shown_prompt(self.prompt, self.full_content, self.is_sponsored, content_chars)
 
     @property
     def is_sponsored(self) -> bool:

@@ -73,21 +73,42 @@ def format_title(title: str) -> str:
     return f"**{title}**"
 
 
-def prepare_content(content: str, is_sponsored: bool = False) -> tuple[str, bool]:
-    """Cut content the way the training data did; returns (content, was_cut).
+def prepare_content(content: str, is_sponsored: bool = False, chars: int = 0) -> tuple[str, bool]:
+    """Cut content the way the adapter's training data was cut; returns (content, was_cut).
 
-    The data kept sponsored items whole, kept one-sentence items whole, and cut every other item
-    to its first sentence (`truncation_method` in the data's metadata).
+    `chars` 0 (the shipped adapter): as the data did: sponsored items and one-sentence items whole,
+    every other item cut to its first sentence (`truncation_method` in the data's metadata).
+    `chars` N > 0 (a training lever, `TrainConfig.content_chars`): whole sentences up to N characters
+    (at least the first sentence, cut at N when that alone is longer), so a long-form story is read
+    past its first line; sponsored items stay whole, as in the data.
     """
     content = content.strip()
     if is_sponsored:
         return content, False
+    if chars > 0:
+        return _sentences_within(content, chars)
     match = _SENTENCE_END.search(content)
     if match and content[match.end() :].strip():
         return content[: match.end()], True
     if len(content) > SINGLE_SENTENCE_LIMIT:
         return content[:SINGLE_SENTENCE_LIMIT].rstrip(), True
     return content, False
+
+
+def _sentences_within(content: str, chars: int) -> tuple[str, bool]:
+    if len(content) <= chars:
+        return content, False
+    ends = [m.end() for m in _SENTENCE_END.finditer(content) if m.end() <= chars]
+    return (content[: ends[-1]] if ends else content[:chars]).rstrip(), True
+
+
+def shown_prompt(prompt: str, full_content: str, is_sponsored: bool, chars: int) -> str:
+    """`prompt` (a `render_prompt` prompt) showing `chars` of the item's whole text instead of what it
+    shows (`prepare_content`); chars 0 returns it unchanged. The title stays as the prompt has it."""
+    if chars <= 0:
+        return prompt
+    title = (parse_prompt(prompt) or ("", ""))[0]
+    return render_prompt(title, prepare_content(full_content, is_sponsored, chars)[0])
 
 
 def render_answer(analysis: Mapping[str, Any]) -> str:

@@ -531,7 +531,10 @@ def _start_state(
         old = json.loads(path.read_text(encoding="utf-8"))
         if old.get("plan", {}).get("sha256") != plan_sha:
             raise CvError(f"{run_dir} was run under another plan: choose another --name")
-        old_identity = old.get("config_identity", {})
+        from trainers.config import TrainConfig
+
+        # a key added to TrainConfig after the run started was its default then
+        old_identity = config_identity(TrainConfig()) | old.get("config_identity", {})
         changed = sorted(key for key in set(identity) | set(old_identity) if identity.get(key) != old_identity.get(key))
         if changed:
             shown = ", ".join(f"{key} {old_identity.get(key)!r} -> {identity.get(key)!r}" for key in changed)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from data.prompts import shown_prompt
 from evaluation.scoring import Reference
 
 PREDICTIONS = "predictions.jsonl"
@@ -40,11 +41,12 @@ IDENTITY_KEYS = (
     "n_ctx",
     "relevance_rule",
     "relevance_head",
+    "content_chars",
 )
 """EngineConfig fields that change the generated text (n_threads does not); the relevance ones as
 served (inference.relevance.rule_identity: "auto" is recorded as the rule it resolved to)."""
 
-LEGACY_IDENTITY = {"relevance_rule": "greedy", "relevance_head": None}
+LEGACY_IDENTITY = {"relevance_rule": "greedy", "relevance_head": None, "content_chars": 0}
 """What a cache written before a key existed was made with (the score was the greedy token then)."""
 
 
@@ -107,6 +109,10 @@ def engine_identity(config: Any) -> dict[str, Any]:
         from inference.relevance import rule_identity
 
         identity.update(rule_identity(config))
+    if hasattr(config, "content_chars"):
+        from inference.models import content_chars
+
+        identity["content_chars"] = content_chars(config.content_chars, config.lora_path)
     if identity["model_path"] is None:
         from inference.models import embedded_base_model
 
@@ -225,12 +231,21 @@ def _head_inputs(analyzer: Any, refs: Sequence[Reference]) -> list | None:
     return inputs if all(i is not None for i in inputs) else None
 
 
+def _prompt(analyzer: Any, ref: Reference) -> str:
+    """The reference's prompt as the analyzer cuts items (`content_chars`, from the adapter's training);
+    the reference itself (its identity, fingerprint and `prompt_sha256`) keeps the data's prompt."""
+    chars = getattr(analyzer, "content_chars", 0) or 0
+    if not chars or ref.head_input is None:
+        return ref.prompt
+    return shown_prompt(ref.prompt, ref.head_input.content, ref.head_input.is_sponsored, chars)
+
+
 def _complete_batch(analyzer: Any, refs: Sequence[Reference], indices: Sequence[int]) -> list[dict[str, Any]]:
     """Prediction lines for a batch, in order; where the batch fails, each item again on its own."""
     started = time.perf_counter()
     inputs = _head_inputs(analyzer, refs)
     try:
-        completions = analyzer.complete_many([ref.prompt for ref in refs], head_inputs=inputs)
+        completions = analyzer.complete_many([_prompt(analyzer, ref) for ref in refs], head_inputs=inputs)
     except Exception:  # noqa: BLE001 - one bad item must not take its batch with it
         return [_complete_one(analyzer, ref, i) for ref, i in zip(refs, indices, strict=True)]
     seconds = (time.perf_counter() - started) / max(1, len(refs))
@@ -242,7 +257,8 @@ def _complete_one(analyzer: Any, ref: Reference, index: int) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         inputs = _head_inputs(analyzer, [ref])
-        completion = analyzer.complete(ref.prompt, inputs[0]) if inputs else analyzer.complete(ref.prompt)
+        prompt = _prompt(analyzer, ref)
+        completion = analyzer.complete(prompt, inputs[0]) if inputs else analyzer.complete(prompt)
     except Exception as exc:  # noqa: BLE001 - one bad item must not end a long run
         print(f"eval run: item {index} ({ref.item_id}) failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         error = f"{type(exc).__name__}: {exc}"

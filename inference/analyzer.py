@@ -20,6 +20,7 @@ from data.prompts import PROMPT_TEMPLATE, format_title, is_sponsored_item, parse
 from inference.companies import organisations
 from inference.engine import Engine, EngineConfig, EngineError, Generation
 from inference.grammar import close_json_prefix, fill_missing, json_constraint
+from inference.models import content_chars
 from inference.relevance import (
     DEFAULT_RULE,
     HEAD_RULES,
@@ -164,6 +165,8 @@ class Analyzer:
         self.rule = "head" if head else rule if rule in RULES else DEFAULT_RULE
         """The rule the written score comes from (reported in every result's `relevance.rule`)."""
         self.max_items = max_items
+        self.content_chars = content_chars(getattr(self.config, "content_chars", None), self.config.lora_path)
+        """How much of an item the prompt shows: as the adapter was trained (inference.models.content_chars)."""
         self._template_head = PROMPT_TEMPLATE[: PROMPT_TEMPLATE.index("{title}")]
         self._schema = schemas.load_schema("article_analysis")
 
@@ -321,7 +324,7 @@ class Analyzer:
         url = item.url or None
         truncated = len(title) > TITLE_CHARS
         title = title[:TITLE_CHARS].rstrip()
-        body, cut = prepare_content(content, bool(item.is_sponsored))
+        body, cut = prepare_content(content, bool(item.is_sponsored), self.content_chars)
         shown_title = format_title(title)
         tokens, squeezed = self._fit(shown_title, body)
         shown = content[:CONTENT_CHARS]

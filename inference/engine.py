@@ -87,6 +87,9 @@ class EngineConfig:
     """Chat turns (data.prompts.CHAT_FORMATS); None -> read from the model (inference.models)."""
     max_tokens: int = 320
     """Answer budget; an answer cut off by it is closed into a valid object (finish_reason "length")."""
+    content_chars: int | None = None
+    """Characters of an item's text the prompt shows (`data.prompts.prepare_content`): 0, its first
+    sentence; None -> what the adapter was trained with (its manifest's `content_chars`), else 0."""
     seed: int = 0
     """Unused by greedy decoding; kept so a sampling mode can be added without changing the API."""
     prefill_first: bool = True

@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from data.prompts import chat_format as check_chat_format
 from inference.files import ModelFileError, gguf_metadata
@@ -95,8 +96,9 @@ class ChatFormatChoice:
     """Where it came from: "named", "adapter manifest", "chat template", "pre-tokenizer", "architecture"."""
 
 
-def _adapter_manifest_format(lora: str | Path) -> str | None:
-    """The chat format the adapter was trained with, from its export manifest (`X.manifest.json`)."""
+def adapter_training_value(lora: str | Path, key: str) -> Any:
+    """A training-config value the adapter was trained with, from its export manifest (`X.manifest.json`),
+    or None when there is no manifest or it does not say."""
     path = Path(lora)
     manifest = path.with_name(path.stem + ".manifest.json")
     if not manifest.is_file():
@@ -107,9 +109,24 @@ def _adapter_manifest_format(lora: str | Path) -> str | None:
         return None
     training = raw.get("adapter", {}).get("training_manifest", {}) if isinstance(raw.get("adapter"), dict) else {}
     for config in (raw.get("config"), training.get("config") if isinstance(training, dict) else None):
-        if isinstance(config, dict) and isinstance(config.get("chat_format"), str):
-            return config["chat_format"]
+        if isinstance(config, dict) and config.get(key) is not None:
+            return config[key]
     return None
+
+
+def _adapter_manifest_format(lora: str | Path) -> str | None:
+    """The chat format the adapter was trained with, from its export manifest."""
+    name = adapter_training_value(lora, "chat_format")
+    return name if isinstance(name, str) else None
+
+
+def content_chars(named: int | None, lora: str | Path | None) -> int:
+    """How much of an item the prompt shows (`data.prompts.prepare_content`): as named, else what the
+    adapter was trained with (its manifest), else 0 (the first sentence, as the shipped adapter)."""
+    if named is not None:
+        return max(0, int(named))
+    value = adapter_training_value(lora, "content_chars") if lora else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def detect_chat_format(model: str | Path | None, lora: str | Path | None = None) -> ChatFormatChoice | None:

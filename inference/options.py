@@ -53,6 +53,13 @@ MODEL_OPTIONS: tuple[Option, ...] = (
     ),
     Option("--max-tokens", int, "answer token budget per item", 320, field="max_tokens"),
     Option(
+        "--content-chars",
+        int,
+        "characters of an item's text the prompt shows (0: its first sentence; default: what the adapter "
+        "was trained with, from its manifest)",
+        field="content_chars",
+    ),
+    Option(
         "--relevance-rule",
         str,
         "how the score is chosen: auto (the relevance head where it fits the model, else median), head, "
@@ -145,7 +152,7 @@ def engine_config(args: argparse.Namespace):
     Raises ValueError when a named chat format contradicts the model.
     """
     from inference.engine import EngineConfig
-    from inference.models import resolve_chat_format, resolve_model_files
+    from inference.models import content_chars, resolve_chat_format, resolve_model_files
 
     values = {opt.field: getattr(args, opt.dest) for opt in MODEL_OPTIONS if opt.field}
     values = {k: v for k, v in values.items() if v is not None}
@@ -155,6 +162,7 @@ def engine_config(args: argparse.Namespace):
     if not (getattr(args, "backend", None) == "openai" and values.get("chat_format")):
         # (a format named for a served model is taken as given: that model is not in the local files)
         values["chat_format"] = resolve_chat_format(values.get("chat_format"), model, lora).name
+    values["content_chars"] = content_chars(values.get("content_chars"), lora)
     return EngineConfig(model_path=model, lora_path=lora, **values)
 
 

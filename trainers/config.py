@@ -38,6 +38,11 @@ class TrainConfig:
     """Training JSONL (news_train.jsonl format). Usually given as --data."""
     dev_data: str | None = None
     """Optional dev JSONL; its loss is measured after every epoch (and at the end)."""
+    content_chars: int = 0
+    """How much of each item the prompt shows: 0, its first sentence (as the data was cut and the shipped
+    adapter was trained); N, whole sentences up to N characters of `original_content` (a lever: a
+    long-form story is then read past its first line). Recorded in the manifest; serving and evaluation
+    read it from there and cut alike (`data.prompts.prepare_content`)."""
 
     # LoRA
     lora_r: int = 16

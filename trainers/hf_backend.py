@@ -234,8 +234,12 @@ def train(
     base_info = base_info or BaseModelInfo(spec=config.base_model, path=str(getattr(model, "name_or_path", "")))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    examples = tokenize_records(tokenizer, records, config.chat_format, config.max_length)
-    dev_examples = tokenize_records(tokenizer, dev_records or [], config.chat_format, config.max_length)
+    examples = tokenize_records(
+        tokenizer, records, config.chat_format, config.max_length, content_chars=config.content_chars
+    )
+    dev_examples = tokenize_records(
+        tokenizer, dev_records or [], config.chat_format, config.max_length, content_chars=config.content_chars
+    )
     cut = sum(e.truncated for e in examples) + sum(e.truncated for e in dev_examples)
     if cut:
         _log(f"warning: {cut} example(s) longer than max_length={config.max_length} were cut")

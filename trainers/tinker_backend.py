@@ -294,8 +294,12 @@ def _train(
         ).result()
 
     tokenizer = client.get_tokenizer()
-    examples = tokenize_records(tokenizer, records, config.chat_format, config.max_length)
-    dev_examples = tokenize_records(tokenizer, dev_records, config.chat_format, config.max_length)
+    examples = tokenize_records(
+        tokenizer, records, config.chat_format, config.max_length, content_chars=config.content_chars
+    )
+    dev_examples = tokenize_records(
+        tokenizer, dev_records, config.chat_format, config.max_length, content_chars=config.content_chars
+    )
     cut = sum(e.truncated for e in examples) + sum(e.truncated for e in dev_examples)
     if cut:
         _log(f"warning: {cut} example(s) longer than max_length={config.max_length} were cut")

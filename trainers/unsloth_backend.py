@@ -217,8 +217,12 @@ def train(
     )
 
     text_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # multimodal Gemma 3 sizes load a processor
-    examples = tokenize_records(text_tokenizer, records, config.chat_format, config.max_length)
-    dev_examples = tokenize_records(text_tokenizer, dev_records, config.chat_format, config.max_length)
+    examples = tokenize_records(
+        text_tokenizer, records, config.chat_format, config.max_length, content_chars=config.content_chars
+    )
+    dev_examples = tokenize_records(
+        text_tokenizer, dev_records, config.chat_format, config.max_length, content_chars=config.content_chars
+    )
     cut = sum(e.truncated for e in examples) + sum(e.truncated for e in dev_examples)
     if cut:
         _log(f"warning: {cut} example(s) longer than max_length={config.max_length} were cut")
