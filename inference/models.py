@@ -107,8 +107,12 @@ def adapter_training_value(lora: str | Path, key: str) -> Any:
         raw = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    training = raw.get("adapter", {}).get("training_manifest", {}) if isinstance(raw.get("adapter"), dict) else {}
-    for config in (raw.get("config"), training.get("config") if isinstance(training, dict) else None):
+    configs = [raw.get("config")]
+    for holder in (raw, raw.get("extra")):  # export.manifest writes the adapter record under "extra"
+        adapter = holder.get("adapter") if isinstance(holder, dict) else None
+        training = adapter.get("training_manifest") if isinstance(adapter, dict) else None
+        configs.append(training.get("config") if isinstance(training, dict) else None)
+    for config in configs:
         if isinstance(config, dict) and config.get(key) is not None:
             return config[key]
     return None

@@ -40,7 +40,8 @@ def test_a_records_prompt_is_the_datas_own_at_zero_and_shows_more_text_at_n():
 def _manifest(tmp_path: Path, chars: int) -> Path:
     lora = tmp_path / "adapter.lora.gguf"
     lora.write_bytes(b"")
-    manifest = {"adapter": {"training_manifest": {"config": {"chat_format": "gemma", "content_chars": chars}}}}
+    training = {"kind": "adapter", "config": {"chat_format": "gemma", "content_chars": chars}}
+    manifest = {"kind": "gguf", "config": {"mode": "lora"}, "extra": {"adapter": {"training_manifest": training}}}
     (tmp_path / "adapter.lora.manifest.json").write_text(json.dumps(manifest))
     return lora
 
@@ -50,6 +51,8 @@ def test_serving_reads_the_setting_from_the_adapters_manifest_unless_named(tmp_p
     assert content_chars(None, lora) == 600
     assert content_chars(0, lora) == 0  # named wins
     assert content_chars(None, None) == 0 and content_chars(None, tmp_path / "other.gguf") == 0
+    shipped = Path(__file__).parents[1] / "models" / "news-gemma3-270m.lora.gguf"
+    assert content_chars(None, shipped) == 0  # trained before the lever existed: the first sentence
 
 
 @pytest.mark.parametrize("chars, shows_second", [(0, False), (300, True)])
