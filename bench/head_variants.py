@@ -43,14 +43,18 @@ from evaluation.relevance_cv import (  # noqa: E402
 from inference.relevance_head import head_text  # noqa: E402
 from trainers.relevance_head import SMOOTHING_GRID, HeadConfig, fit_head  # noqa: E402
 
+PAIRS = sorted({(c, s) for c, s, _ in GRID})
+"""The protocol's (C, sponsor_scale) points; the variants here run without the keyword feature (its own
+figures come from `eval cv head`)."""
+
 VARIANTS = {
-    "softmax": [(c, s, 0.0) for c, s in GRID],
-    "softmax-mae": [(c, s, 0.0) for c, s in GRID],
-    "prompted": [(c, s, 0.0) for c, s in GRID],
-    "concat": [(c, s, 0.0) for c, s in GRID],
-    "ensemble": [(c, s, 0.0) for c, s in GRID],
-    "nested": [(c, s, 0.0) for c, s in GRID],
-    "smooth": [(c, s, t) for c, s in GRID for t in SMOOTHING_GRID],
+    "softmax": [(c, s, 0.0) for c, s in PAIRS],
+    "softmax-mae": [(c, s, 0.0) for c, s in PAIRS],
+    "prompted": [(c, s, 0.0) for c, s in PAIRS],
+    "concat": [(c, s, 0.0) for c, s in PAIRS],
+    "ensemble": [(c, s, 0.0) for c, s in PAIRS],
+    "nested": [(c, s, 0.0) for c, s in PAIRS],
+    "smooth": [(c, s, t) for c, s in PAIRS for t in SMOOTHING_GRID],
     "ordinal": [(c, s, "ordinal") for c in (0.001, 0.003, 0.01, 0.03) for s in (10.0, 30.0, 100.0)],
 }
 """Variant name -> its grid of (C, sponsor_scale, smoothing or "ordinal")."""

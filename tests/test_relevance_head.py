@@ -18,7 +18,7 @@ from evaluation.relevance_cv import email_bootstrap, log_loss, median_scores, ou
 from inference.analyzer import Analyzer, Item
 from inference.engine import EngineConfig
 from inference.relevance import serving_rule
-from inference.relevance_head import HeadError, HeadInput, HeadScorer, head_text, load_head
+from inference.relevance_head import HeadError, HeadInput, HeadScorer, ai_terms, head_text, load_head
 from tests.conftest import FIXTURES, TEST_CONFIG
 from tests.fakes import FakeEngine
 from trainers.relevance_head import HeadConfig, fit_head, fit_softmax, soft_targets
@@ -144,21 +144,54 @@ def test_the_head_reads_the_whole_item_not_the_next_sections_heading():
 
 
 def test_selection_and_out_of_fold_use_the_training_folds_only():
-    x, y = _blobs(n_per_class=16)
+    e, y = _blobs(n_per_class=16)
+    x = (e, np.zeros(len(y)))  # (embeddings, keywords)
     folds = np.tile(np.arange(4), len(y) // 4)
-    (c, scale), table = select(x, np.zeros(len(y)), y, folds, grid=((0.01, 10.0), (1.0, 10.0)))
+    (c, scale, _), table = select(x, np.zeros(len(y)), y, folds, grid=((0.01, 10.0, 0.0), (1.0, 10.0, 0.0)))
     assert len(table) == 2 and c in (0.01, 1.0)
     assert (c, scale) == min(((r["C"], r["sponsor_scale"]) for r in table), key=lambda k: _loss(table, k))
     assert all(r["log_loss"] > 0 and r["mae"] >= 0 for r in table)  # chosen by log loss, MAE kept beside it
-    p, chosen = out_of_fold(x, np.zeros(len(y)), y, folds, grid=((1.0, 10.0),))
+    p, chosen = out_of_fold(x, np.zeros(len(y)), y, folds, grid=((1.0, 10.0, 0.0),))
     assert [c["fold"] for c in chosen] == [0, 1, 2, 3]
     assert (median_scores(p) == y).mean() > 0.9
     # fold 0's own labels never reach its predictions (they do reach the other folds')
     y2 = y.copy()
     y2[folds == 0] = 1
-    p2, _ = out_of_fold(x, np.zeros(len(y)), y2, folds, grid=((1.0, 10.0),))
+    p2, _ = out_of_fold(x, np.zeros(len(y)), y2, folds, grid=((1.0, 10.0, 0.0),))
     assert np.allclose(p2[folds == 0], p[folds == 0])
     assert not np.allclose(p2[folds != 0], p[folds != 0])
+
+
+def test_the_keyword_feature_is_chosen_where_it_carries_what_the_embedding_does_not():
+    rng = np.random.default_rng(0)
+    y = np.repeat([1, 10], 40)
+    e = rng.normal(0, 1, (80, 6))  # embeddings that say nothing about the score
+    k = np.where(y == 10, np.log1p(3), 0.0)  # AI words in the relevant items only
+    folds = np.tile(np.arange(4), 20)
+    point, table = select((e, k), np.zeros(80), y, folds, grid=((0.1, 10.0, 0.0), (0.1, 10.0, 3.0)))
+    assert point[2] == 3.0 and table[1]["mae"] < table[0]["mae"]
+    head = fit_head(e, np.zeros(80), y, HeadConfig(C=0.1, keyword_scale=3.0), {}, keywords=k)
+    assert (median_scores(head.probabilities(e, np.zeros(80), k)) == y).mean() > 0.9
+    with pytest.raises(ValueError, match="pass keywords"):
+        head.probabilities(e, np.zeros(80))
+
+
+def test_ai_terms_counts_whole_words_of_ai_news():
+    assert ai_terms("Transparent bamboo replaces glass") == 0.0
+    assert ai_terms("OpenAI ships a new AI model") == pytest.approx(np.log(4))  # openai, ai, model
+    assert ai_terms("Said: maintain the rail") == 0.0  # "ai" inside words does not count
+
+
+def test_a_head_file_from_before_the_keyword_feature_still_loads(tmp_path):
+    x, y = _blobs()
+    head = _head(x, y, C=0.1)
+    raw = head.to_json()
+    raw.pop("keyword_scale")
+    raw["weights"] = [row[:-1] for row in raw["weights"]]  # dim + 1 columns, as such files have
+    (tmp_path / "old.json").write_text(json.dumps(raw))
+    old = load_head(tmp_path / "old.json")
+    assert old.keyword_scale == 0.0 and old.weights.shape == head.weights.shape
+    assert np.allclose(old.probabilities(x, np.zeros(len(y))), head.probabilities(x, np.zeros(len(y))), atol=1e-5)
 
 
 def _loss(table, key):

@@ -24,6 +24,8 @@ class HeadConfig:
     """Inverse regularization strength (larger: a closer fit)."""
     sponsor_scale: float = 30.0
     """Value of the sponsored feature for an ad (0 for other items)."""
+    keyword_scale: float = 0.0
+    """Value of the keyword feature per unit of `ai_terms` (0: off); unstandardized, like the sponsored flag."""
     smoothing: float = 0.0
     """Ordinal label smoothing: an item's target spreads over the scores near its own, in proportion to
     exp(-|score - annotated| / smoothing) (0: one-hot). Neighbouring scores are near misses, not errors."""
@@ -76,16 +78,20 @@ def fit_head(
     config: HeadConfig,
     base_model: dict[str, Any],
     fitted: dict[str, Any] | None = None,
+    keywords: np.ndarray | None = None,
 ) -> RelevanceHead:
-    """A head fitted on these items (one row each); `fitted` is provenance recorded in the file."""
+    """A head fitted on these items (one row each); `keywords` is `ai_terms` of each item's head text
+    (needed when `config.keyword_scale` is not 0); `fitted` is provenance recorded in the file."""
     embeddings = np.asarray(embeddings, dtype=np.float64)
     mean = embeddings.mean(axis=0)
     scale = embeddings.std(axis=0) + 1e-6
     classes = sorted({int(s) for s in scores})
     head = RelevanceHead(classes, np.zeros((0, 0)), np.zeros(0), mean, scale, config.sponsor_scale, base_model)
-    x = head.features(embeddings, sponsored)
+    head.keyword_scale = config.keyword_scale
+    x = head.features(embeddings, sponsored, keywords)
     targets = soft_targets(np.asarray(scores), classes, config.smoothing)
     head.weights, head.bias = fit_softmax(x, targets, config.C, config.max_iter)
-    head.fitted = {"C": config.C, "sponsor_scale": config.sponsor_scale, "smoothing": config.smoothing}
+    head.fitted = {"C": config.C, "sponsor_scale": config.sponsor_scale, "keyword_scale": config.keyword_scale}
+    head.fitted["smoothing"] = config.smoothing
     head.fitted |= {"items": len(scores), **(fitted or {})}
     return head
