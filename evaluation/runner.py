@@ -131,7 +131,9 @@ def _check_cache(rows: list[dict[str, Any]], refs: Sequence[Reference], out_dir:
     if rows and run_file.is_file():
         previous = json.loads(run_file.read_text(encoding="utf-8")).get("engine", {})
         keys = (*IDENTITY_KEYS, *IDENTITY_KEYS_EXTRA)
-        changed = [k for k in keys if previous.get(k, LEGACY_IDENTITY.get(k)) != identity.get(k)]
+        changed = [
+            k for k in keys if previous.get(k, LEGACY_IDENTITY.get(k)) != identity.get(k, LEGACY_IDENTITY.get(k))
+        ]
         if changed:
             raise RunnerError(
                 f"{out_dir} holds predictions from a different setup ({', '.join(changed)} differ); "
