@@ -114,24 +114,6 @@ def run_bertscore(preds: list[Record], refs: list[Record], model: str | None = N
     return bertscore([p for _, p, _ in pairs], [r for _, _, r in pairs], model_path=model)
 
 
-def score_outputs(
-    name: str, outputs: Sequence[str], refs: Sequence[Reference], bertscore: bool = False, bertscore_model=None
-) -> SystemScores:
-    """Parse raw generated texts and score them against the references."""
-    if len(outputs) != len(refs):
-        raise ValueError(f"{len(outputs)} predictions for {len(refs)} references: they must align line by line")
-    parsed = [parse_prediction(text) for text in outputs]
-    return score_records(
-        name,
-        [p.record for p in parsed],
-        [p.valid for p in parsed],
-        [r.record for r in refs],
-        bertscore=bertscore,
-        bertscore_model=bertscore_model,
-        item_ids=[r.item_id for r in refs],
-    )
-
-
 def served_record(row: dict[str, Any]) -> Parsed:
     """What a prediction row is scored as: validity from the raw text (the study's rule), the fields from
     the analysis the server returned when the row has one (repeats dropped, non-organisations removed
