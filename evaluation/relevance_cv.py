@@ -1,7 +1,7 @@
 """The relevance head's cross-validation: out-of-fold scores for every item, chosen and fitted honestly.
 
 Uses the same fold plan as `eval cv run` (PLAN/folds.json: an email's items in one fold). For each
-outer fold K, the hyperparameters (C, sponsor_scale from `GRID`) are chosen by an inner
+outer fold K, the hyperparameters (C, sponsor_scale, keyword_scale from `GRID`) are chosen by an inner
 leave-one-fold-out over the other folds only (lowest log loss: `select`), the head is fitted on those
 folds, and fold K is scored. Nothing about fold K is seen before it is scored. The final head
 (`--save-head`) is chosen the same way over all folds and fitted on every item.
