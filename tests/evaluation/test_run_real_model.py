@@ -51,5 +51,6 @@ def test_eval_run_generates_through_the_analyzer_and_resumes(tmp_path):
 
     assert summary["system"]["lora"] == str(default_adapter())
     ref = load_references(REFERENCES, limit=1)[0]
-    served = Analyzer(EngineConfig(lora_path=str(default_adapter()), n_threads=1)).complete(ref.prompt)
+    # (the head reads the item's whole text, as the runner passes it: ref.head_input)
+    served = Analyzer(EngineConfig(lora_path=str(default_adapter()), n_threads=1)).complete(ref.prompt, ref.head_input)
     assert served.raw == rows[0]["output"]
