@@ -210,10 +210,12 @@ def main() -> int:
     errors, rows = {}, {}
     for name in args.variants:
         started = time.perf_counter()
-        prompted = prompted_features(records, Path(args.plan) / "head" / "prompted.npz")
-        sets = {"softmax": x, "prompted": prompted, "concat": np.hstack([x, prompted])}
+        sets = {"softmax": x}
+        if name in ("prompted", "concat", "ensemble", "nested"):  # ~3 min the first time: only where needed
+            prompted = prompted_features(records, Path(args.plan) / "head" / "prompted.npz")
+            sets |= {"prompted": prompted, "concat": np.hstack([x, prompted])}
         if name == "ensemble":
-            p, chosen = ensemble_oof([x, prompted], s, y, folds, VARIANTS[name])
+            p, chosen = ensemble_oof([sets["softmax"], sets["prompted"]], s, y, folds, VARIANTS[name])
         elif name == "nested":
             p, chosen = nested_oof(sets, s, y, folds, VARIANTS[name])
         else:

@@ -99,9 +99,16 @@ def expected_scores(p: np.ndarray) -> np.ndarray:
     return p @ np.arange(1, 11)
 
 
+POINT_KEYS = ("C", "sponsor_scale", "keyword_scale")
+"""What each value of a GRID point is (HeadConfig fields, and the keys of tables and head_cv.json)."""
+
+
+def _named(point: tuple[float, float, float]) -> dict[str, float]:
+    return dict(zip(POINT_KEYS, point, strict=True))
+
+
 def _config(point: tuple[float, float, float]) -> HeadConfig:
-    c, sponsor, keyword = point
-    return HeadConfig(C=c, sponsor_scale=sponsor, keyword_scale=keyword)
+    return HeadConfig(**_named(point))
 
 
 def _fit_predict(x, s, y, train, test, point) -> np.ndarray:
@@ -134,10 +141,9 @@ def select(x, s, y, folds, grid=GRID) -> tuple[tuple[float, float, float], list[
             p = _fit_predict(x, s, y, folds != k, folds == k, point)
             errors[folds == k] = np.abs(median_scores(p) - y[folds == k])
             losses[folds == k] = log_loss(p, y[folds == k])
-        row = dict(zip(("C", "sponsor_scale", "keyword_scale"), point, strict=True))
-        table.append(row | {"log_loss": float(losses.mean()), "mae": float(errors.mean())})
-    best = min(table, key=lambda row: (row["log_loss"], row["C"], row["sponsor_scale"], row["keyword_scale"]))
-    return (best["C"], best["sponsor_scale"], best["keyword_scale"]), table
+        table.append(_named(point) | {"log_loss": float(losses.mean()), "mae": float(errors.mean())})
+    best = min(table, key=lambda row: (row["log_loss"], *(row[k] for k in POINT_KEYS)))
+    return tuple(best[k] for k in POINT_KEYS), table
 
 
 def out_of_fold(x, s, y, folds, grid=GRID) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -148,7 +154,7 @@ def out_of_fold(x, s, y, folds, grid=GRID) -> tuple[np.ndarray, list[dict[str, A
         train = folds != k
         point, _ = select(_rows(x, train), s[train], y[train], folds[train], grid)
         p[folds == k] = _fit_predict(x, s, y, train, folds == k, point)
-        chosen.append({"fold": int(k), **dict(zip(("C", "sponsor_scale", "keyword_scale"), point, strict=True))})
+        chosen.append({"fold": int(k), **_named(point)})
         mae = np.abs(median_scores(p[folds == k]) - y[folds == k]).mean()
         log(f"fold {k}: C={point[0]} sponsor_scale={point[1]} keyword_scale={point[2]}, fold MAE {mae:.3f}")
     return p, chosen
@@ -220,7 +226,7 @@ def run_head_cv(
         "items": len(records),
         "folds": int(len(np.unique(folds))),
         "complete": True,
-        "grid": [dict(zip(("C", "sponsor_scale", "keyword_scale"), point, strict=True)) for point in GRID],
+        "grid": [_named(point) for point in GRID],
         "chosen": chosen,
         "seconds": round(time.perf_counter() - started, 1),
         "head": figures(written, expected, y, s),
@@ -281,7 +287,7 @@ def fold_heads(records: Sequence[Record], plan: dict[str, Any], model_path: str 
         train = folds != choice["fold"]
         fitted = {"data_sha256": plan["data"]["sha256"], "fold": choice["fold"]}
         fitted["item_ids"] = [r.item_id for r, t in zip(records, train, strict=True) if t]
-        config = _config((choice["C"], choice["sponsor_scale"], choice["keyword_scale"]))
+        config = _config(tuple(choice[k] for k in POINT_KEYS))
         e, k = _rows(x, train)
         head = fit_head(e, s[train], y[train], config, model_identity(model_path), fitted, keywords=k)
         paths.append(out_dir / f"fold-{choice['fold']}.head.json")

@@ -151,9 +151,9 @@ class RelevanceHead:
             if self.keyword_scale:
                 raise ValueError("this head reads the ai_terms feature: pass keywords")
             keywords = np.zeros(len(z))
-        columns = [np.asarray(sponsored, dtype=np.float64) * self.sponsor_scale, np.asarray(keywords, dtype=np.float64)]
-        columns[1] = columns[1] * self.keyword_scale
-        return np.hstack([z, *(c.reshape(-1, 1) for c in columns)])
+        sponsor = np.asarray(sponsored, dtype=np.float64) * self.sponsor_scale
+        keyword = np.asarray(keywords, dtype=np.float64) * self.keyword_scale
+        return np.hstack([z, sponsor.reshape(-1, 1), keyword.reshape(-1, 1)])
 
     def probabilities(
         self, embeddings: np.ndarray, sponsored: np.ndarray, keywords: np.ndarray | None = None

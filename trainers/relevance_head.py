@@ -91,7 +91,11 @@ def fit_head(
     x = head.features(embeddings, sponsored, keywords)
     targets = soft_targets(np.asarray(scores), classes, config.smoothing)
     head.weights, head.bias = fit_softmax(x, targets, config.C, config.max_iter)
-    head.fitted = {"C": config.C, "sponsor_scale": config.sponsor_scale, "keyword_scale": config.keyword_scale}
-    head.fitted["smoothing"] = config.smoothing
+    head.fitted = {
+        "C": config.C,
+        "sponsor_scale": config.sponsor_scale,
+        "keyword_scale": config.keyword_scale,
+        "smoothing": config.smoothing,
+    }
     head.fitted |= {"items": len(scores), **(fitted or {})}
     return head
