@@ -676,8 +676,14 @@ def test_a_real_server_without_logits_all_gives_a_schema_valid_answer_with_null_
 @pytest.mark.timeout(900)
 def test_the_median_rule_over_a_real_servers_logprobs_matches_the_in_process_probe(tmp_path):
     """llama_cpp.server with log-probabilities (`--logits_all true`): the distribution read from its top
-    log-probabilities (plus the one-token request for P(10)) is the local probe's within 0.02, and so is
-    the score but at a near tie (the server's batch shapes give slightly other numbers)."""
+    log-probabilities (plus the one-token request for P(10)) is a distribution, close to the local probe's,
+    and the score is the local one but at a near tie.
+
+    "Close" is bounded by what batch shapes do to llama.cpp's numbers, not by this code: the server
+    evaluates the prompt in other batch shapes, and the CPU kernels round differently per shape (repacked
+    Q4_K in 16- then 4-row blocks, tinyBLAS tiles of 4, flash attention tiled from 64 rows). Measured on
+    these two items: at most 0.02 per probability on an Intel Xeon (AVX-512), 0.039 on an AMD EPYC (AVX2
+    only). A reading error here (a wrong token, a missed P(10)) moves probability mass by far more."""
     from inference.analyzer import Analyzer
     from inference.models import default_adapter
     from inference.relevance import median
@@ -699,7 +705,13 @@ def test_the_median_rule_over_a_real_servers_logprobs_matches_the_in_process_pro
             theirs, ours = remote.analyze_item(title, content), local.analyze_item(title, content)
             schemas.validate("article_result", theirs)
             assert theirs["relevance"]["rule"] == "median"
-            assert theirs["relevance"]["probabilities"] == pytest.approx(ours["relevance"]["probabilities"], abs=0.02)
+            probabilities = theirs["relevance"]["probabilities"]
+            assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
+            assert probabilities == pytest.approx(ours["relevance"]["probabilities"], abs=0.05)
+            expected = sum(k * p for k, p in enumerate(probabilities, 1))
+            assert expected == pytest.approx(
+                sum(k * p for k, p in enumerate(ours["relevance"]["probabilities"], 1)), abs=0.25
+            )
             assert theirs["relevance_score"] == median(theirs["relevance"]["probabilities"])
             if theirs["relevance_score"] != ours["relevance_score"]:  # only at a near tie (seen: 0.512 vs 0.498)
                 low = min(theirs["relevance_score"], ours["relevance_score"])
