@@ -28,12 +28,46 @@ SMALL_RANGE = 100
 """Integer ranges up to this width are spelled out as alternatives ("1" | "2" | ... | "10")."""
 
 
-def json_schema_to_gbnf(schema: dict[str, Any]) -> str:
-    """GBNF text whose root rule accepts exactly the JSON objects the schema allows (our subset)."""
+def json_schema_to_gbnf(schema: dict[str, Any], indent: int | None = None) -> str:
+    """GBNF text whose root rule accepts exactly the JSON objects the schema allows (our subset).
+
+    `indent`: None allows any whitespace between tokens (`WHITESPACE`); a number allows only the
+    layout `json.dumps(indent=indent)` writes, the one the model was trained on. Then nearly all
+    punctuation and whitespace is forced, and `layout_forcer` writes it without sampling steps."""
     rules: dict[str, str] = {}
-    rules["root"] = _visit(schema, "value", rules)
+    rules["root"] = _visit(schema, "value", rules, _Layout(indent))
     lines = [f"{name} ::= {body}" for name, body in rules.items()]
-    return "\n".join([*lines, WHITESPACE, JSON_CHAR]) + "\n"
+    extra = [WHITESPACE] if indent is None else []
+    return "\n".join([*lines, *extra, JSON_CHAR]) + "\n"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the grammar puts whitespace: anywhere (`ws`, indent None) or exactly as json.dumps does."""
+
+    indent: int | None
+    depth: int = 0
+
+    def deeper(self) -> _Layout:
+        return _Layout(self.indent, self.depth + 1)
+
+    def open(self) -> str:
+        """After an opening bracket, before the first member (and after each comma)."""
+        return "ws" if self.indent is None else _literal("\n" + " " * (self.indent * (self.depth + 1)))
+
+    def close(self) -> str:
+        """After the last member, before the closing bracket."""
+        return "ws" if self.indent is None else _literal("\n" + " " * (self.indent * self.depth))
+
+    def key(self, key: str) -> str:
+        """A member's key and colon, up to its value."""
+        if self.indent is None:
+            return f'{_literal(_literal(key))} ":" ws'
+        return _literal(_literal(key) + ": ")
+
+    def inside(self) -> tuple[str, str]:
+        """What closes a non-empty list inside its optional part, and what closes any list outside it."""
+        return ("", "ws ") if self.indent is None else (" " + self.close(), "")
 
 
 def _rule_name(path: str) -> str:
@@ -44,49 +78,56 @@ def _literal(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is also a valid GBNF literal for our plain key names
 
 
-def _visit(schema: dict[str, Any], path: str, rules: dict[str, str]) -> str:
+def _visit(schema: dict[str, Any], path: str, rules: dict[str, str], layout: _Layout) -> str:
     """The GBNF expression for one schema node; nested nodes become named rules."""
     kind = schema.get("type")
     if kind == "object":
-        return _object(schema, path, rules)
+        return _object(schema, path, rules, layout)
     if kind == "array":
-        return _array(schema, path, rules)
+        return _array(schema, path, rules, layout)
     if kind == "string":
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if high is None:
             raise ValueError(f"{path}: strings need maxLength so a greedy decoder cannot run on forever")
         return f'"\\"" char{{{low},{high}}} "\\""'
     if kind == "integer":
-        low, high = schema.get("minimum"), schema.get("maximum")
-        if low is None or high is None or high - low > SMALL_RANGE:
-            raise ValueError(f"{path}: integers need a minimum and maximum at most {SMALL_RANGE} apart")
+        low, high = _int_range(schema, path)
         return "(" + " | ".join(_literal(str(n)) for n in range(low, high + 1)) + ")"
     raise ValueError(f"{path}: schema type {kind!r} is not supported by the grammar converter")
 
 
-def _object(schema: dict[str, Any], path: str, rules: dict[str, str]) -> str:
+def _int_range(schema: dict[str, Any], path: str) -> tuple[int, int]:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is None or high is None or high - low > SMALL_RANGE:
+        raise ValueError(f"{path}: integers need a minimum and maximum at most {SMALL_RANGE} apart")
+    return low, high
+
+
+def _object(schema: dict[str, Any], path: str, rules: dict[str, str], layout: _Layout) -> str:
     properties: dict[str, Any] = schema.get("properties", {})
     if schema.get("additionalProperties", True) is not False or set(schema.get("required", [])) != set(properties):
         raise ValueError(f"{path}: objects must list every property as required and forbid additional ones")
     members = []
     for key, sub in properties.items():
         name = _rule_name(f"{path}-{key}" if path != "value" else key)
-        rules[name] = _visit(sub, name, rules)
-        members.append(f'{_literal(_literal(key))} ":" ws {name}')
-    return '"{" ws ' + ' "," ws '.join(members) + ' ws "}"'
+        rules[name] = _visit(sub, name, rules, layout.deeper())
+        members.append(f"{layout.key(key)} {name}")
+    between = f' "," {layout.open()} '
+    return f'"{{" {layout.open()} ' + between.join(members) + f' {layout.close()} "}}"'
 
 
-def _array(schema: dict[str, Any], path: str, rules: dict[str, str]) -> str:
+def _array(schema: dict[str, Any], path: str, rules: dict[str, str], layout: _Layout) -> str:
     low, high = schema.get("minItems", 0), schema.get("maxItems")
     if high is None:
         raise ValueError(f"{path}: arrays need maxItems so a greedy decoder cannot repeat an item forever")
     item = _rule_name(f"{path}-item")
-    rules[item] = _visit(schema["items"], item, rules)
-    more = f'("," ws {item}){{{max(low - 1, 0)},{high - 1}}}'
-    items = f"ws {item} {more}"
+    rules[item] = _visit(schema["items"], item, rules, layout.deeper())
+    more = f'("," {layout.open()} {item}){{{max(low - 1, 0)},{high - 1}}}'
+    inner, outer = layout.inside()
+    items = f"{layout.open()} {item} {more}{inner}"
     if low == 0:
         items = f"({items})?"
-    return f'"[" {items} ws "]"'
+    return f'"[" {items} {outer}"]"'
 
 
 # --- closing an answer cut off by the token budget -------------------------------------------------
@@ -272,7 +313,125 @@ def _opens_top_level_key(text: str) -> bool:
     return depth == 1 and events[-2][1] in ("{", ",")
 
 
-def json_constraint(schema: dict[str, Any], probe: Probe | None = None) -> Constraint:
-    """The constraint for answers that are JSON objects following `schema` (keys in its order)."""
-    forced = next_key_forcer(tuple(schema.get("properties", {})))
-    return Constraint(json_schema_to_gbnf(schema), is_complete_json, repeats_itself, probe=probe, forced=forced)
+class _Open(Exception):
+    """The text ends inside a node: `forced` is what the layout allows next in one way only ("" if several)."""
+
+    def __init__(self, forced: str):
+        self.forced = forced
+
+
+class _Mismatch(Exception):
+    """The text does not follow the layout (it was not written under the strict grammar)."""
+
+
+Node = tuple
+"""A layout node: ("lit", text) | ("int", low, high) | ("str",) | ("seq", nodes) |
+("list", item, min_items, max_items, item_indent, close_indent)."""
+
+
+def _layout_node(schema: dict[str, Any], indent: int, depth: int = 0) -> Node:
+    """The answer's exact layout (json.dumps(indent=indent)) as nodes, for `layout_forcer`."""
+    kind, pad = schema.get("type"), " " * (indent * (depth + 1))
+    if kind == "object":
+        parts: list[Node] = [("lit", "{\n" + pad)]
+        for i, (key, sub) in enumerate(schema.get("properties", {}).items()):
+            key_text = (",\n" + pad if i else "") + json.dumps(key) + ":"
+            parts += [("lit", key_text), ("soft", " "), _layout_node(sub, indent, depth + 1)]
+        return ("seq", [*parts, ("lit", "\n" + " " * (indent * depth) + "}")])
+    if kind == "array":
+        item = _layout_node(schema["items"], indent, depth + 1)
+        return ("list", item, schema.get("minItems", 0), schema["maxItems"], pad, " " * (indent * depth))
+    if kind == "integer":
+        return ("int", *_int_range(schema, "value"))
+    return ("str", ("open", '"') if depth <= 1 else ("lit", '"'))
+
+
+def _match(node: Node, text: str, pos: int) -> int:
+    """Where `node` ends when it starts at `pos`; raises _Open when the text ends inside it."""
+    kind, rest = node[0], text[pos:]
+    if kind in ("soft", "open") and not rest:
+        raise _Open("")  # the model writes it: its token may merge with what follows (' "",', ' []')
+    if kind in ("lit", "soft", "open"):
+        if rest.startswith(node[1]):
+            return pos + len(node[1])
+        if node[1].startswith(rest):
+            raise _Open(node[1][len(rest) :])
+        raise _Mismatch
+    if kind == "seq":
+        for sub in node[1]:
+            pos = _match(sub, text, pos)
+        return pos
+    if kind == "int":
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        values = [str(n) for n in range(node[1], node[2] + 1)]
+        if len(digits) == len(rest):  # the number may go on
+            longer = [v for v in values if v.startswith(digits) and v != digits]
+            if not (digits in values and not longer):
+                raise _Open(longer[0][len(digits) :] if len(longer) == 1 and digits not in values else "")
+        elif digits not in values:
+            raise _Mismatch
+        return pos + len(digits)
+    if kind == "str":
+        start = _match(node[1], text, pos)
+        escaped = False
+        for i in range(start, len(text)):
+            if escaped:
+                escaped = False
+            elif text[i] == "\\":
+                escaped = True
+            elif text[i] == '"':
+                return i + 1
+        raise _Open("")  # inside the string: its text is the model's
+    _, item, low, high, pad, close = node
+    pos = _match(("open", "["), text, pos)
+    if text[pos:].startswith("]") and low == 0:
+        return pos + 1
+    if pos == len(text) and low == 0:
+        raise _Open("")  # "]" or the first item
+    count = 0
+    while True:
+        pos = _match(("lit", ("\n" if count == 0 else ",\n") + pad), text, pos)
+        pos = _match(item, text, pos)
+        count += 1
+        if count < high and pos == len(text):
+            raise _Open("" if count >= low else ",\n" + pad)
+        if count >= high or not text[pos:].startswith(","):
+            return _match(("lit", "\n" + close + "]"), text, pos)
+
+
+def layout_forcer(schema: dict[str, Any], indent: int = 2) -> Callable[[str], str | None]:
+    """Jump-forward for answers in json.dumps(indent=indent) layout (the strict grammar's): after the
+    answer so far, the text that can only go one way, e.g. `,\n  "summary": "` after a score of 7 or
+    `\n    "` after a list's comma. Strings' contents, their ends, a list's length are the model's."""
+    root = _layout_node(schema, indent)
+
+    def forced(text: str) -> str | None:
+        total = ""
+        while True:
+            try:
+                _match(root, text + total, 0)
+                return total or None  # the answer is complete
+            except _Open as open_:
+                if not open_.forced:
+                    return total or None
+                total += open_.forced
+            except _Mismatch:
+                return total or None
+
+    return forced
+
+
+ANSWER_INDENT = 2
+"""The answers' layout: json.dumps(indent=2), as the training data writes them (data.prompts.render_answer).
+The grammar allows that layout only, so its punctuation and whitespace are forced (`layout_forcer`)."""
+
+
+def json_constraint(
+    schema: dict[str, Any], probe: Probe | None = None, indent: int | None = ANSWER_INDENT
+) -> Constraint:
+    """The constraint for answers that are JSON objects following `schema` (keys in its order), in the
+    layout json.dumps(indent=indent) writes (None: any whitespace, only the keys forced)."""
+    keys = tuple(schema.get("properties", {}))
+    forced = next_key_forcer(keys) if indent is None else layout_forcer(schema, indent)
+    grammar = json_schema_to_gbnf(schema, indent)
+    return Constraint(grammar, is_complete_json, repeats_itself, probe=probe, forced=forced)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import schemas
-from inference.grammar import close_json_prefix, fill_missing, json_schema_to_gbnf, open_list_items
+from inference.grammar import close_json_prefix, fill_missing, json_schema_to_gbnf, layout_forcer, open_list_items
 
 ANALYSIS = schemas.load_schema("article_analysis")
 
@@ -126,3 +126,69 @@ def test_jump_forward_forces_the_next_key_only_where_a_key_starts(prefix, forced
     from inference.grammar import next_key_forcer
 
     assert next_key_forcer(KEYS)(prefix) == forced
+
+
+# --- the strict layout and its forcer (jump-forward over everything the model has no choice about) ---
+
+
+def test_the_strict_grammar_allows_only_the_trained_indent_2_layout():
+    r = rules(json_schema_to_gbnf(ANALYSIS, indent=2))
+    assert "ws" not in r  # no free whitespace anywhere
+    assert r["root"].startswith('"{" "\\n  " "\\"relevance_score\\": " relevance-score "," "\\n  "')
+    assert r["root"].endswith('"\\n" "}"')
+    # items at 4 spaces, "]" at 2 (an empty list is "[]")
+    assert r["key-insights"] == '"[" ("\\n    " key-insights-item ("," "\\n    " key-insights-item){0,9} "\\n  ")? "]"'
+
+
+@pytest.mark.parametrize(
+    ("prefix", "forced"),
+    [
+        ("", '{\n  "relevance_score":'),  # the space after a colon is the model's: Gemma merges ' "' etc.
+        ('{\n  "relevance_score": 7', ',\n  "summary":'),
+        ('{\n  "relevance_score": 1', None),  # "1" or "10"
+        ('{\n  "relevance_score": 10', ',\n  "summary":'),
+        ('{\n  "relevance_score": 10,\n  "summary": "a \\" b', None),  # inside the string: the model's
+        ('{\n  "relevance_score": 10,\n  "summary": "a \\" b"', ',\n  "key_insights":'),
+        ('{\n  "relevance_score": 3,\n  "summary": "",\n  "key_insights": [', None),  # "]" or an item
+        ('{\n  "relevance_score": 3,\n  "summary": "",\n  "key_insights": [\n', '    "'),
+        ('{\n  "relevance_score": 3,\n  "summary": "",\n  "key_insights": [\n    "AI"', None),  # "," or "]"
+        ('{\n  "relevance_score": 3,\n  "summary": "",\n  "key_insights": [\n    "AI",', '\n    "'),
+        ('{\n  "relevance_score": 3,\n  "summary": "",\n  "key_insights": [],', '\n  "company_names":'),
+        ('{\n  "relevance_score": 3,\n  "summary": "",\n  "key_insights": [],\n  "company_names": []', "\n}"),
+        ('{\n  "relevance_score": 3,\n  "summary": "",\n  "key_insights": [],\n  "company_names": []\n}', None),
+        ('{"relevance_score": 3, "summary": "', None),  # not the layout: nothing forced
+    ],
+)
+def test_the_layout_forcer_writes_what_can_only_go_one_way(prefix, forced):
+    assert layout_forcer(ANALYSIS)(prefix) == forced
+
+
+ANSWERS = [
+    {"relevance_score": 10, "summary": "", "key_insights": [], "company_names": []},
+    {"relevance_score": 1, "summary": 'He said "hi"\nthen left', "key_insights": ["AI"], "company_names": ["Ünï"]},
+    {"relevance_score": 7, "summary": "x" * 300, "key_insights": ["t"] * 10, "company_names": ["A", "B"]},
+]
+
+
+@pytest.mark.parametrize("analysis", ANSWERS)
+def test_the_forced_text_is_always_what_the_trained_layout_writes_next(analysis):
+    """At every character of a training-layout answer, what the forcer writes is the answer's own
+    continuation; walking the answer, most of its punctuation and whitespace is forced."""
+    from data.prompts import render_answer
+
+    answer, forcer = render_answer(analysis), layout_forcer(ANALYSIS)
+    for cut in range(len(answer) + 1):
+        forced = forcer(answer[:cut])
+        assert forced is None or answer[cut:].startswith(forced), (answer[:cut], forced)
+    structure = json.dumps(
+        {k: ([""] * len(v) if isinstance(v, list) else "" if isinstance(v, str) else v) for k, v in analysis.items()},
+        indent=2,
+    )
+    written, cut = 0, 0
+    while cut < len(answer):
+        forced = forcer(answer[:cut])
+        if forced:
+            written, cut = written + len(forced), cut + len(forced)
+        else:
+            cut += 1
+    assert written >= 0.6 * len(structure)  # most of the layout is forced, not sampled
