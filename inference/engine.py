@@ -45,8 +45,7 @@ FALLBACK_TIERS = (64, 4096)
 Masking costs about 0.4 us per token, so the whole 262k vocabulary costs ~100 ms, a tier far less."""
 
 PROMPT_CHUNK = 32
-"""Prompts are decoded in chunks that start at multiples of this position ("exact" batching: each in a
-decode call of its own).
+"""Prompts are decoded in chunks that start at multiples of this position, each in a decode call of its own.
 
 llama.cpp's numbers for a token depend slightly on how many tokens share its decode call (kernel
 choice); greedy decoding of a small model can flip on such differences. Fixed chunks make every
@@ -54,20 +53,6 @@ prompt compute the same way whatever ran before, so answers are deterministic, a
 from the previous prompt of a sequence can be reused without changing the result. The shared
 head of the prompt template is a chunk of its own (see `Engine.generate(shared_prefix=...)`).
 """
-
-BATCHING = ("exact", "merged")
-"""How decode calls are shaped (EngineConfig.batching). "exact": an answer never depends on what else
-runs; "merged": one call per round, faster on newsletters, answers may differ slightly."""
-
-ROW_BLOCK = 8
-""""merged" batching pads every decode call to a multiple of this many rows. Why: llama.cpp's CPU
-kernels pick their code by row count (llamafile's tiles, ggml's single-row dot products); measured on
-the AMD EPYC (AVX2), a 32-token prompt split 28 + 4 or 4 x 8 gave logits up to 1.6 apart from one call
-of 32, while any split into calls of 8 or more rows gave the very same bits (bench/row_shapes.py)."""
-
-MAX_ROWS = 56
-"""At most this many rows per "merged" decode call (a multiple of ROW_BLOCK). Why: from 64 query rows
-llama.cpp's CPU flash attention switches to a tiled kernel, which rounds differently."""
 
 GRAMMAR_MODES = ("fast", "full", "none")
 
@@ -107,46 +92,48 @@ class EngineConfig:
     sentence; None -> what the adapter was trained with (its manifest's `content_chars`), else 0."""
     seed: int = 0
     """Unused by greedy decoding; kept so a sampling mode can be added without changing the API."""
+    prefill_first: bool = True
+    """Read every newly assigned prompt (all its chunks) before the next answering step, rather than
+    one chunk per step: answering steps then run with their slots full."""
     jump_forward: bool = True
-    """Write the tokens the grammar forces without sampling steps, several per decode call ("exact": a
-    call of their own, never inside the fixed-shape step; "merged": rows of the round's call). Under the
-    answer grammar's strict `indent=2` layout (inference.grammar.ANSWER_INDENT) that is every key,
-    quote, comma, bracket and indent the model has no choice about: 43 of the ~64 tokens of a
-    training answer, against 15 (the keys) under a grammar that allowed any whitespace."""
-    batching: str = "exact"
-    """How decode calls are shaped (BATCHING). "exact": per-sequence KV caches; one padded answering
-    step for all slots, each sequence's forced tokens and each prompt chunk in a call of its own; an
-    answer depends on its own item (and n_parallel), never on what else runs. "merged": one KV
-    cache for all sequences and one call per round (every answering sequence's pending tokens, then
-    waiting prompt tokens, padded to ROW_BLOCK); a 20-item newsletter in ~0.75x the time, but llama.cpp's
-    attention then sums a sequence's cache cells in the order they were allocated (a finished item's
-    freed cells are refilled by others), which depends on what else ran: measured, 2-4 of 20 answers
-    differ slightly from the same item alone (docs/serving.md)."""
+    """Write the tokens the grammar forces without sampling steps, several in one decode call of their
+    own (never inside the batched step, whose shape stays fixed). Under the answer grammar's strict
+    `indent=2` layout (inference.grammar.ANSWER_INDENT) that is every key, quote, comma, bracket and
+    indent the model has no choice about: 43 of the ~64 tokens of a training answer, against 15 (the
+    keys) under a grammar that allowed any whitespace.
+
+    Why not inside the step, or all sequences' forced tokens in one call: over per-sequence KV caches
+    llama.cpp splits a call into ubatches of consecutive sequences with equal token counts, so such a
+    call runs as several ubatches anyway; over one shared cache (`kv_unified`) it is one ubatch, but
+    a finished item's freed cells are refilled by other sequences, attention sums a sequence's cells
+    in cell order, and answers then depend on what else ran (measured: 16-18 of 20 bench items as
+    alone; bench/row_shapes.py shows both effects on the logits)."""
     pad_rows: bool = True
-    """Pad decode calls so every row computes alike whatever else runs: "exact" gives every idle slot a
-    row in the answering step (measured with 16 slots: unpadded, 0 of 6 items answered exactly as
-    alone; padded, 6 of 6); "merged" pads every call to ROW_BLOCK rows in a padding sequence. Padding
-    rows skip the output head and are removed right after the call."""
+    """With 4 or more slots, decode every answering step with one row per slot, idle slots padded, so
+    an answer is computed the same way whatever else is in the batch. Why: llama.cpp's CPU kernels
+    give a row slightly different numbers depending on how many rows share the decode call and where
+    the row sits (up to 3 rows compute alike), and a small model's greedy choice can flip on that.
+    Measured with 16 slots and the shipped adapter: unpadded, 0 of 6 items answered exactly as alone;
+    padded only to a multiple of 4 rows, 1 of 5; padded to all 16 rows in slot order, 6 of 6
+    (bit-identical, score distributions included). The cost: every step computes all rows (padding
+    rows skip the output head), so a lone item runs slower with many slots."""
     relevance_rule: str = "auto"
     """How the written score is chosen: "auto" (the relevance head where it fits the model, else
     "median"), "head", or a rule over the adapter's own distribution (inference.relevance.RULES)."""
     relevance_head: str | None = None
     """Relevance head file (inference.relevance_head); None -> models/relevance-head.json."""
     n_parallel: int = 8
-    """Sequence slots decoded together (a newsletter's items, concurrent calls). With pad_rows and
-    "exact" batching an answer does not depend on what else runs; from 4 slots on (every step padded)
-    not on this number either (20/20 bench items alike at 8 and 16; at 3, unpadded, 16/20).
-    Measured on the 2-core AMD EPYC, shipped adapter, 2 threads, before the strict layout: a 20-item
-    newsletter 14.8 s at 8, 15.2 s at 16 (llama-server -np 16 on the same items: 14.8 s); one article
-    alone 1.56 s at 3, 2.24 s at 8, 3.11 s at 16. 8 keeps newsletters as fast as 16 and lone calls quicker."""
+    """Sequence slots decoded together (a newsletter's items, concurrent calls). With pad_rows, an
+    answer does not depend on what else runs, but does on this number (the step's row count).
+    Measured on the 2-core AMD EPYC, shipped adapter, 2 threads: a 20-item newsletter 14.8 s at 8,
+    15.2 s at 16 (llama-server -np 16 on the same items: 14.8 s); one article alone 1.56 s at 3,
+    2.24 s at 8, 3.11 s at 16. 8 keeps newsletters as fast as 16 and lone calls quicker."""
 
     def threads(self) -> int:
         return self.n_threads or max(1, min(2, os.cpu_count() or 1))
 
     def resolved(self) -> EngineConfig:
         """This config with the chat format filled in from the model when none was named."""
-        if self.batching not in BATCHING:  # checked here: a typo fails at start, not at the first call
-            raise EngineError(f"batching must be one of {', '.join(BATCHING)}, not {self.batching!r}")
         if self.chat_format is not None:
             chat_format(self.chat_format)  # an unknown name fails here, not at the first call
             return self
@@ -337,20 +324,11 @@ class Engine:
         self.n_vocab = lc.llama_vocab_n_tokens(self._vocab)
 
         n_parallel = max(1, cfg.n_parallel)
-        self._merged = cfg.batching == "merged"
         ctx_params = lc.llama_context_default_params()
-        if self._merged:
-            # One KV cache for all sequences (each item up to n_ctx) and a padding sequence: over
-            # per-sequence caches llama.cpp splits a call into ubatches of equal tokens per sequence,
-            # other shapes than the call's; over one cache a call of MAX_ROWS rows is one ubatch.
-            ctx_params.n_ctx = cfg.n_ctx * n_parallel + MAX_ROWS
-            ctx_params.kv_unified = True
-            ctx_params.n_batch = ctx_params.n_ubatch = MAX_ROWS
-            ctx_params.n_seq_max = n_parallel + 1
-        else:
-            ctx_params.n_ctx = cfg.n_ctx * n_parallel  # each sequence gets n_ctx (the KV cache is split per sequence)
-            ctx_params.n_batch = ctx_params.n_ubatch = max(PROMPT_CHUNK, n_parallel)
-            ctx_params.n_seq_max = n_parallel
+        ctx_params.n_ctx = cfg.n_ctx * n_parallel  # each sequence gets n_ctx (the KV cache is split per sequence)
+        batch_size = max(PROMPT_CHUNK, n_parallel)
+        ctx_params.n_batch = ctx_params.n_ubatch = batch_size
+        ctx_params.n_seq_max = n_parallel
         ctx_params.n_threads = ctx_params.n_threads_batch = cfg.threads()
         ctx_params.swa_full = True  # sliding-window layers keep the whole sequence, so prefixes can be reused
         ctx_params.no_perf = True
@@ -378,8 +356,7 @@ class Engine:
                 if not slot.grammar:
                     self.close()
                     raise EngineError("llama.cpp rejected the answer grammar")
-        self._batch = lc.llama_batch_init(max(MAX_ROWS, PROMPT_CHUNK, n_parallel), 0, 1)
-        self._pad_seq = n_parallel  # "merged": the padding rows' own sequence, emptied after every call
+        self._batch = lc.llama_batch_init(batch_size, 0, 1)
         self._pad_token = max(0, lc.llama_vocab_bos(self._vocab))
         self._forced: dict[str, list[int]] = {}
         self._one = _Candidates(lc, 1)
@@ -624,9 +601,9 @@ class Engine:
         self._reset_slots()
 
     def _serve(self) -> None:
-        """Continuous batching: free slots take the next job; each round decodes every answering
-        sequence's pending tokens (the token just chosen and what the grammar forces after it) and the
-        prompts waiting, in the calls `_exact_round` or `_merged_round` shape."""
+        """Continuous batching: free slots take the next job; each round runs one (padded) step of every
+        answering sequence, each jumping sequence's forced tokens, and the chunks of the prompts waiting
+        (all of them with prefill_first), each in a decode call of its own (see PROMPT_CHUNK, pad_rows)."""
         while True:
             if self._closing:
                 raise EngineError("the engine was closed while this generation ran")
@@ -641,8 +618,23 @@ class Engine:
                     if not self._requests:
                         return
                 continue
-            for parts, step in self._merged_round() if self._merged else self._exact_round():
-                self._decode(parts, step)
+            answering = [s for s in self._slots if s.job and s.job.generated and len(s.job.pending) == 1]
+            jumping = [s for s in self._slots if s.job and s.job.generated and len(s.job.pending) > 1]
+            prefilling = [s for s in self._slots if s.job and not s.job.generated]
+            rounds = [[(s, s.job.pending[:1]) for s in answering]] if answering else []
+            rounds += [[(s, list(s.job.pending))] for s in jumping]  # forced tokens: a call of their own
+            for slot in prefilling if self.config.prefill_first else prefilling[:1]:
+                # every chunk in a call of its own; with prefill_first all waiting prompts are read
+                # before the next answering step, so no padded step runs half empty during the ramp
+                start, offset = len(slot.cached), 0
+                for end in (b for b in slot.job.boundaries if b > start):
+                    size = end - start - offset
+                    rounds.append([(slot, slot.job.pending[offset : offset + size])])
+                    offset += size
+                    if not self.config.prefill_first:
+                        break
+            for number, parts in enumerate(rounds):
+                self._decode(parts, pad=number == 0 and bool(answering))
                 probing = []
                 for slot, _ in parts:
                     job = slot.job
@@ -653,52 +645,11 @@ class Engine:
                         probing.append(slot)  # its step ends after the scratch decodes below
                     elif reason:
                         self._deliver(slot, job, reason)
-                for slot in probing:  # after every row of this call was read: scratch decodes reuse the logits
+                for slot in probing:  # after every row of this round was read: scratch decodes reuse the logits
                     job = slot.job
                     reason = self._commit(slot, job, self._probe_choice(slot, job), job.grammar)
                     if reason:
                         self._deliver(slot, job, reason)
-
-    def _exact_round(self) -> list[tuple[list[tuple[_Slot, list[int]]], bool]]:
-        """ "exact" batching: one answering step (one row per answering slot, padded to every slot), then
-        each jumping sequence's forced tokens, then every chunk of every waiting prompt, each in a call of
-        its own; so each call's shape depends on one sequence only (or is the fixed step). Read all
-        waiting prompts before the next step, so steps do not run half empty while prompts are read."""
-        answering = [s for s in self._slots if s.job and s.job.generated and len(s.job.pending) == 1]
-        jumping = [s for s in self._slots if s.job and s.job.generated and len(s.job.pending) > 1]
-        calls = [([(s, s.job.pending[:1]) for s in answering], True)] if answering else []
-        calls += [([(s, list(s.job.pending))], False) for s in jumping]
-        for slot in (s for s in self._slots if s.job and not s.job.generated):
-            start, offset = len(slot.cached), 0
-            for end in (b for b in slot.job.boundaries if b > start):
-                calls.append(([(slot, slot.job.pending[offset : offset + end - start - offset])], False))
-                offset = end - start
-        return calls
-
-    def _merged_round(self) -> list[tuple[list[tuple[_Slot, list[int]]], bool]]:
-        """ "merged" batching: answering sequences first (each one's pending tokens whole, in slot
-        order), then prompt tokens of the sequences still reading, up to MAX_ROWS per call: usually
-        one call per round."""
-        calls: list[list[tuple[_Slot, list[int]]]] = [[]]
-        rows = 0
-        for slot in self._slots:
-            job = slot.job
-            if job is None or not job.generated:
-                continue
-            if rows + len(job.pending) > MAX_ROWS:
-                calls.append([])
-                rows = 0
-            take = job.pending[:MAX_ROWS]
-            calls[-1].append((slot, take))
-            rows += len(take)
-        for slot in self._slots:
-            job = slot.job
-            if job is None or job.generated or rows >= MAX_ROWS:
-                continue
-            take = job.pending[: MAX_ROWS - rows]
-            calls[-1].append((slot, take))
-            rows += len(take)
-        return [(parts, True) for parts in calls if parts]
 
     def _deliver(self, slot: _Slot, job: _Job, reason: str) -> None:
         gen = self._finish(slot, job, reason)
@@ -717,10 +668,9 @@ class Engine:
     def forced_logits(self, user_prompt: str | list[int], continuation: Sequence[int]) -> np.ndarray:
         """Logits predicting each token of `continuation` after `user_prompt`, fed one token per decode call.
 
-        The served decode shape exactly, in sequence 0 from an empty cache: "exact", the prompt in the
-        same fixed chunks as `generate`, then one token per padded step; "merged", calls of up to
-        MAX_ROWS rows padded to ROW_BLOCK. Export's parity check compares these rows with transformers',
-        so it certifies the path that serves the model.
+        The served decode shape exactly: the prompt in the same fixed chunks as `generate`, then one
+        token per step, in sequence 0 from an empty cache. Export's parity check compares these rows
+        with transformers', so it certifies the path that serves the model.
         """
         with self._lock:
             if not self._loaded:
@@ -736,12 +686,11 @@ class Engine:
             try:
                 while job.pending:
                     end = next(b for b in job.boundaries if b > len(slot.cached))
-                    size = MAX_ROWS if self._merged else end - len(slot.cached)
-                    self._decode([(slot, job.pending[:size])], step=self._merged)
+                    self._decode([(slot, job.pending[: end - len(slot.cached)])])
                 rows.append(self._logits(job))
                 for token in list(continuation)[:-1]:
                     job.pending = [token]
-                    self._decode([(slot, job.pending[:1])], step=True)  # the served step shape
+                    self._decode([(slot, job.pending[:1])], pad=True)  # the served step shape
                     rows.append(self._logits(job))
             finally:
                 self._reset_slots()
@@ -778,50 +727,41 @@ class Engine:
             lc.llama_sampler_reset(slot.grammar)
         slot.job = job
 
-    def _decode(self, parts: list[tuple[_Slot, list[int]]], step: bool = False) -> None:
-        """One llama_decode over the given tokens of each slot; logits for the last token of a prompt or
-        of the pending answer tokens. `step`: pad the call (EngineConfig.pad_rows) as `batching` does."""
+    def _decode(self, parts: list[tuple[_Slot, list[int] | None]], pad: bool = False) -> None:
+        """One llama_decode over the given tokens of each slot; logits for the last token of a prompt or answer.
+
+        `pad` (answering steps): one row per slot, in slot order, every idle slot given a padding row
+        on a scratch position that is removed right after; so every answering step has the same shape
+        and every slot the same row, whatever else runs (see EngineConfig.pad_rows)."""
         batch, n = self._batch, 0
-        scratch: list[tuple[_Slot, int]] = []
-        if step and not self._merged and self.config.pad_rows and len(self._slots) > 3:
-            # "exact": one row per slot, in slot order; an idle slot's row sits on a scratch position
+        padded: list[tuple[_Slot, int]] = []
+        if pad and self.config.pad_rows and len(self._slots) > 3:
             given = {slot.seq_id: tokens for slot, tokens in parts}
             parts = [(slot, given.get(slot.seq_id)) for slot in self._slots]
         for slot, tokens in parts:
             job = slot.job
-            if tokens is None:
-                self._set_row(n, self._pad_token, len(slot.cached), slot.seq_id, False)
-                scratch.append((slot, len(slot.cached)))
+            if tokens is None:  # an idle slot's padding row
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = self._pad_token, len(slot.cached), 1
+                batch.seq_id[n][0], batch.logits[n] = slot.seq_id, 0
+                padded.append((slot, len(slot.cached)))
                 n += 1
                 continue
             for token in tokens:
-                self._set_row(n, token, len(slot.cached), slot.seq_id, False)
+                batch.token[n] = token
+                batch.pos[n] = len(slot.cached)
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.seq_id
+                batch.logits[n] = 0
                 slot.cached.append(token)
                 n += 1
             del job.pending[: len(tokens)]
             if not job.pending:
                 batch.logits[n - 1] = 1
                 job.logits_row = n - 1
-        self._run_batch(n, scratch)
-
-    def _set_row(self, n: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
-        batch = self._batch
-        batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
-        batch.seq_id[n][0], batch.logits[n] = seq_id, int(logits)
-
-    def _run_batch(self, n: int, scratch: Sequence[tuple[_Slot, int]] = ()) -> None:
-        """Decode the batch's first `n` rows ("merged": padded to a multiple of ROW_BLOCK rows in the
-        padding sequence), then remove the padding and scratch rows from the cache."""
-        lc, batch = self._llama_cpp, self._batch
-        padded = -n % ROW_BLOCK if self._merged and self.config.pad_rows else 0
-        for pos in range(padded):
-            self._set_row(n + pos, self._pad_token, pos, self._pad_seq, False)
-        batch.n_tokens = n + padded
-        status = lc.llama_decode(self._ctx, batch)
-        if padded:
-            lc.llama_memory_seq_rm(self._memory, self._pad_seq, 0, -1)
-        for slot, pos in scratch:
-            lc.llama_memory_seq_rm(self._memory, slot.seq_id, pos, -1)
+        batch.n_tokens = n
+        status = self._llama_cpp.llama_decode(self._ctx, batch)
+        for slot, pos in padded:
+            self._llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, pos, -1)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
 
@@ -947,9 +887,12 @@ class Engine:
 
     def _scratch_probabilities(self, slot: _Slot, token: int, targets: list[int]) -> dict[int, float]:
         """P(target | answer so far + token), decoding `token` on a scratch position removed afterwards."""
-        lc, pos = self._llama_cpp, len(slot.cached)
-        self._set_row(0, token, pos, slot.seq_id, True)
-        self._run_batch(1)  # "merged" pads it like every call
+        lc, batch, pos = self._llama_cpp, self._batch, len(slot.cached)
+        batch.token[0], batch.pos[0], batch.n_seq_id[0] = token, pos, 1
+        batch.seq_id[0][0], batch.logits[0], batch.n_tokens = slot.seq_id, 1, 1
+        status = lc.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self._ctx, 0), shape=(self.n_vocab,))
         probabilities = _probabilities(logits, set(targets))
         lc.llama_memory_seq_rm(self._memory, slot.seq_id, pos, -1)

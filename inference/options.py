@@ -71,14 +71,6 @@ MODEL_OPTIONS: tuple[Option, ...] = (
         "--relevance-head", str, "relevance head file (default: models/relevance-head.json)", field="relevance_head"
     ),
     Option("--parallel", int, "sequence slots decoded together (items, concurrent calls)", 8, field="n_parallel"),
-    Option(
-        "--batching",
-        str,
-        "decode-call shapes: exact (an answer never depends on what else runs) or merged (one call per "
-        "round: faster newsletters, some answers differ slightly from the item alone)",
-        "exact",
-        field="batching",
-    ),
     Option("--max-items", int, "items analyzed per newsletter", 40),
     Option(
         "--engine",

@@ -248,31 +248,3 @@ def test_jump_forward_writes_the_forced_keys_without_sampling_steps():
         keys = [key for key in schemas.ANALYSIS_KEYS if f'"{key}":' in f.text]
         assert keys == list(schemas.ANALYSIS_KEYS[: len(keys)])  # in the schema's order, none skipped
         assert f.completion_tokens == len(f.tokens)
-
-
-@pytest.mark.slow
-def test_merged_batching_gives_valid_answers_close_to_exact_ones():
-    """One call per round over one KV cache: every answer schema-valid, the score probe's scratch
-    decodes work inside it, most answers equal exact batching's (the rest differ in late tokens:
-    cache-cell order), and one sequence alone is reproducible."""
-    settings = {**TEST_CONFIG, "n_parallel": 8, "relevance_rule": "median"}
-    merged = Analyzer(EngineConfig(**settings, batching="merged"))
-    exact = Analyzer(EngineConfig(**settings))
-    prompts = (PROMPTS * 3)[:8]
-    try:
-        together = merged.complete_many(prompts)
-        reference = [c.raw for c in exact.complete_many(prompts)]
-        alone = [merged.complete(PROMPTS[0]).raw for _ in range(2)]
-    finally:
-        merged.engine.close()
-        exact.engine.close()
-    for completion in together:
-        schemas.validate("article_analysis", completion.analysis)
-        assert completion.relevance is not None and sum(completion.relevance["probabilities"]) == pytest.approx(1)
-    assert sum(c.raw == r for c, r in zip(together, reference, strict=True)) >= len(prompts) // 2
-    assert alone[0] == alone[1]
-
-
-def test_an_unknown_batching_mode_is_refused_clearly():
-    with pytest.raises(EngineError, match="batching must be one of exact, merged"):
-        Engine(EngineConfig(chat_format="gemma", batching="fast"))

@@ -1,13 +1,12 @@
-"""Decode-call shapes and the answer layout against newsletter time, in one run on the same items.
+"""The answer layout (what jump-forward can force) against newsletter time, in one run on the same items.
 
-    .venv/bin/python bench/batching.py [--threads 2] [--parallel 8] [--rounds 2]
+    .venv/bin/python bench/answer_layout.py [--threads 2] [--parallel 8] [--rounds 2]
 
 The 20-item bench newsletter's prompts (bench/newsletter_speed.py), in-process, median rule (the
 relevance head's embedding pass would blur the decode figures), after a 4-item warm-up, for:
   keys only   the grammar allowing any whitespace, only the keys forced (the engine before the strict
-              layout), exact batching
-  exact       the strict indent=2 grammar with its layout forcer (the default)
-  merged      the same grammar, --batching merged
+              layout)
+  strict layout  the strict indent=2 grammar with its layout forcer (the default)
 Variants alternate for --rounds rounds (the machine's speed drifts; compare within a round). Then,
 per variant, how many answers equal the same prompt decoded alone, and equal the "keys only" ones.
 Prints figures; asserts nothing.
@@ -33,17 +32,16 @@ from inference.grammar import json_constraint  # noqa: E402
 from inference.models import default_adapter  # noqa: E402
 from inference.relevance import score_probe  # noqa: E402
 
-VARIANTS = (("keys only", "exact", None), ("exact", "exact", 2), ("merged", "merged", 2))
-"""(name, batching, grammar indent)."""
+VARIANTS = (("keys only", None), ("strict layout", 2))
+"""(name, grammar indent)."""
 
 
-def analyzer(batching: str, indent: int | None, threads: int, parallel: int) -> Analyzer:
+def analyzer(indent: int | None, threads: int, parallel: int) -> Analyzer:
     config = EngineConfig(
         lora_path=str(default_adapter()),
         n_threads=threads,
         n_parallel=parallel,
         relevance_rule="median",
-        batching=batching,
     )
     constraint = json_constraint(schemas.load_schema("article_analysis"), score_probe("median"), indent=indent)
     return Analyzer(engine=Engine(config, constraint))
@@ -58,12 +56,12 @@ def main() -> int:
     machine = speed.cpu()
     print(f"CPU: {machine['model']}, {machine['cores']} cores; load average {' '.join(map(str, speed.load()))}")
     items = speed.newsletter_items(speed.default_newsletter())
-    times: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
+    times: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
     answers: dict[str, list[str]] = {}
     forced: dict[str, float] = {}
     for round_ in range(1, args.rounds + 1):
-        for name, batching, indent in VARIANTS:
-            a = analyzer(batching, indent, args.threads, args.parallel)
+        for name, indent in VARIANTS:
+            a = analyzer(indent, args.threads, args.parallel)
             prompts = [a._prepare(item).prompt for item in items]
             a.complete_many(prompts[-4:])  # warm-up: load, first calls (other prompts than the first ones)
             started = time.perf_counter()
@@ -76,14 +74,14 @@ def main() -> int:
                 same = sum(x == y for x, y in zip(alone, answers[name], strict=True))
                 print(f"  {name}: answers equal to the prompt alone: {same}/{len(prompts)}", flush=True)
             a.engine.close()
-            print(f"round {round_}: {name:<9} {times[name][-1]:5.1f} s", flush=True)
+            print(f"round {round_}: {name:<13} {times[name][-1]:5.1f} s", flush=True)
     base = times["keys only"]
     print(f"{len(items)} items, {args.parallel} slots, {args.threads} threads:")
-    for name, _, _ in VARIANTS:
+    for name, _ in VARIANTS:
         ratios = ", ".join(f"{t / b:.2f}" for t, b in zip(times[name], base, strict=True))
         same = sum(x == y for x, y in zip(answers[name], answers["keys only"], strict=True))
         print(
-            f"  {name:<9} {' / '.join(f'{t:.1f}' for t in times[name])} s; x keys only per round: {ratios}; "
+            f"  {name:<13} {' / '.join(f'{t:.1f}' for t in times[name])} s; x keys only per round: {ratios}; "
             f"forced tokens {100 * forced[name]:.0f}% of the answer; answers equal to keys only: {same}/{len(items)}"
         )
     print(f"load average at end: {' '.join(map(str, speed.load()))}")
