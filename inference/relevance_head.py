@@ -250,7 +250,8 @@ def matches_model(head: RelevanceHead, path: str | Path) -> bool:
 
 
 class Embedder:
-    """Mean-pooled embeddings of texts from a GGUF with no adapter (its own small llama.cpp context).
+    """Mean-pooled embeddings of texts from a GGUF with no adapter (inference.embedding: its own small
+    llama.cpp context, the output layer skipped).
 
     One text per decode call: with several sequences in a call, llama.cpp's CPU kernels give a row
     slightly different numbers (see EngineConfig.pad_rows), and a score must not depend on what else
@@ -267,19 +268,9 @@ class Embedder:
 
     def _load(self) -> Any:
         if self._llm is None:
-            import llama_cpp
+            from inference.embedding import PooledEmbedder
 
-            self._llm = llama_cpp.Llama(
-                model_path=self.model_path,
-                embedding=True,
-                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-                n_ctx=self.n_ctx,
-                n_batch=self.n_ctx,
-                n_ubatch=self.n_ctx,
-                n_threads=self.n_threads,
-                n_gpu_layers=self.n_gpu_layers,
-                verbose=False,
-            )
+            self._llm = PooledEmbedder(self.model_path, self.n_threads, self.n_gpu_layers, self.n_ctx)
         return self._llm
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -296,7 +287,7 @@ class Embedder:
         def work() -> None:
             try:
                 llm = self._load()
-                result["rows"] = [llm.embed(text, truncate=True) for text in texts]
+                result["rows"] = [llm.embed(text) for text in texts]
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 result["error"] = exc
 
