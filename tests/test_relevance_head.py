@@ -358,3 +358,34 @@ def test_the_embedder_is_deterministic_and_one_text_per_call():
         assert not np.allclose(together[0], together[1])
     finally:
         embedder.close()
+
+
+@pytest.mark.slow
+def test_embeddings_without_the_output_layer_match_llama_cpps_pooled_ones():
+    """inference.embedding stops the graph after the final norm; what it pools is llama.cpp's own
+    mean-pooled embedding (Llama(embedding=True), what the head was fitted on) up to rounding."""
+    import llama_cpp
+
+    from inference.embedding import PooledEmbedder
+    from inference.models import embedded_base_model
+
+    texts = [head_text("**Acme ships a model **", "An open model for code review."), "", "word " * 1500]
+    reference = llama_cpp.Llama(
+        model_path=str(embedded_base_model()),
+        embedding=True,
+        pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+        n_ctx=1024,
+        n_batch=1024,
+        n_ubatch=1024,
+        n_threads=1,
+        verbose=False,
+    )
+    fast = PooledEmbedder(embedded_base_model(), n_threads=1)
+    try:
+        for text in texts:
+            ours = fast.embed(text)
+            assert fast._rows is not None  # the graph was stopped at the norm, not pooled by llama.cpp
+            np.testing.assert_allclose(ours, reference.embed(text, truncate=True), atol=1e-4, rtol=0)
+    finally:
+        fast.close()
+        reference.close()
