@@ -124,7 +124,9 @@ class EngineConfig:
     """Relevance head file (inference.relevance_head); None -> models/relevance-head.json."""
     n_parallel: int = 8
     """Sequence slots decoded together (a newsletter's items, concurrent calls). With pad_rows, an
-    answer does not depend on what else runs, but does on this number (the step's row count).
+    answer does not depend on what else runs; from 8 slots on not on this number either (steps of 8 or
+    more rows compute a row alike, bench/row_shapes.py; 20/20 bench items equal at 8 and 16), below 8
+    it may (the step's row count; at 3, 16/20).
     Measured on the 2-core AMD EPYC, shipped adapter, 2 threads: a 20-item newsletter 14.8 s at 8,
     15.2 s at 16 (llama-server -np 16 on the same items: 14.8 s); one article alone 1.56 s at 3,
     2.24 s at 8, 3.11 s at 16. 8 keeps newsletters as fast as 16 and lone calls quicker."""
