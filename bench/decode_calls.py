@@ -63,10 +63,10 @@ def newsletter_profile(threads: int, parallel: int) -> None:
     stats: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0])
     original = engine_module.Engine._decode
 
-    def timed(self: Engine, parts: list, step: bool = False) -> None:
-        kind = "answering step" if step else "jump-forward" if parts and parts[0][0].job.generated else "prompt"
+    def timed(self: Engine, parts: list, pad: bool = False) -> None:
+        kind = "answering step" if pad else "jump-forward" if parts and parts[0][0].job.generated else "prompt"
         started = time.perf_counter()
-        original(self, parts, step)
+        original(self, parts, pad)
         entry = stats[kind]
         entry[0] += 1
         entry[1] += time.perf_counter() - started

@@ -5,10 +5,10 @@
 A 32-token prompt is decoded in sequence 0 of the embedded base + shipped adapter, once in one call of
 32 rows (the reference), then split into calls of other sizes, unpadded and padded (with rows of
 another sequence) to a multiple of 8, and once with another sequence's cells freed before it (holes
-in one shared KV cache, as "merged" batching makes them). Prints the largest logit difference to the
-reference for each (0.0: the very same bits). Asserts nothing; the figures are the CPU's: they are
-why inference.engine keeps one KV cache per sequence and fixed call shapes (EngineConfig.jump_forward,
-PROMPT_CHUNK, pad_rows).
+in one shared KV cache, as decoding all sequences in one call over `kv_unified` makes them). Prints
+the largest logit difference to the reference for each (0.0: the very same bits). Asserts nothing;
+the figures are the CPU's: they are why inference.engine keeps one KV cache per sequence and fixed
+call shapes (EngineConfig.jump_forward, PROMPT_CHUNK, pad_rows).
 """
 
 from __future__ import annotations

@@ -78,8 +78,8 @@ class PooledEmbedder:
         if width != self.n_embd or rows != self._expected_rows:
             return True  # not what we expect: let llama.cpp finish and pool
         data = ctypes.c_void_p.from_address(tensor + TENSOR_DATA).value
-        self._rows = np.ctypeslib.as_array((ctypes.c_float * (width * rows)).from_address(data)).reshape(rows, width)
-        self._rows = self._rows.copy()
+        values = np.ctypeslib.as_array((ctypes.c_float * (width * rows)).from_address(data))
+        self._rows = values.reshape(rows, width).copy()  # copied: llama.cpp reuses the buffer
         return False
 
     def embed(self, text: str) -> np.ndarray:

@@ -325,7 +325,8 @@ class _Mismatch(Exception):
 
 
 Node = tuple
-"""A layout node: ("lit", text) | ("int", low, high) | ("str",) | ("seq", nodes) |
+"""A layout node: ("lit", text) forced; ("soft", text) and ("open", text) the layout's but written by the
+model (forced only once it has begun); ("int", low, high); ("str", opening node); ("seq", nodes);
 ("list", item, min_items, max_items, item_indent, close_indent)."""
 
 
